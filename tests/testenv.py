@@ -1,0 +1,10 @@
+"""Loaded with `-p tests.testenv` before Django's settings: the environment of every test run."""
+
+import os
+
+# Tests talk plain HTTP to the app: no HTTPS redirect or secure-only cookies.
+os.environ.setdefault("R1CHAT_HTTPS", "0")
+# No offline-demo simulator started by the app itself: tests start their own.
+os.environ.setdefault("R1CHAT_SIMULATOR", "off")
+# Static files from the source folders (no collectstatic before tests).
+os.environ.setdefault("R1CHAT_STATIC_MANIFEST", "0")
