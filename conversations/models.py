@@ -1,1 +1,207 @@
+"""Backends, conversations and the message tree."""
+
 from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .backends.base import BackendConfig
+
+# A `streaming` message whose heartbeat is older than this belongs to a dead process.
+HEARTBEAT_INTERVAL = timedelta(seconds=5)
+STALE_AFTER = timedelta(seconds=20)
+
+
+class Backend(models.Model):
+    """A model server: the DeepSeek API, any OpenAI-compatible server, or an Ollama."""
+
+    class Kind(models.TextChoices):
+        OPENAI = "openai", _("OpenAI-compatible (DeepSeek, vLLM, llama.cpp, LM Studio)")
+        OLLAMA = "ollama", _("Ollama")
+
+    name = models.CharField(_("name"), max_length=80, unique=True)
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
+    base_url = models.URLField(_("base URL"), max_length=500)
+    # Write-only in the admin; never rendered to a page, a frame or a log line.
+    api_key = models.CharField(_("API key"), max_length=500, blank=True)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    position = models.PositiveSmallIntegerField(_("position"), default=0)
+    default_model = models.CharField(_("default model"), max_length=200, blank=True)
+    model_allowlist = models.JSONField(
+        _("model allowlist"),
+        default=list,
+        blank=True,
+        help_text=_("Model names offered to users; empty offers every model the server lists."),
+    )
+    assume_open_think = models.JSONField(
+        _("models with a pre-opened <think>"),
+        default=list,
+        blank=True,
+        help_text=_("Models whose output starts inside the reasoning (only </think> appears)."),
+    )
+    connect_timeout = models.FloatField(_("connect timeout (s)"), default=10.0)
+    idle_timeout = models.FloatField(_("idle timeout (s)"), default=120.0)
+    no_data_timeout = models.FloatField(_("no-data timeout (s)"), default=600.0)
+    total_timeout = models.FloatField(_("total timeout (s)"), default=1800.0)
+    max_tries = models.PositiveSmallIntegerField(_("tries before the first token"), default=3)
+    # Where the row came from: the environment on first start, the offline simulator, the admin.
+    source = models.CharField(max_length=20, default="admin", editable=False)
+    last_health = models.JSONField(default=dict, blank=True, editable=False)
+    last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["position", "name"]
+        verbose_name = _("backend")
+        verbose_name_plural = _("backends")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def config(self) -> BackendConfig:
+        return BackendConfig(
+            kind=self.kind,  # type: ignore[arg-type]
+            base_url=self.base_url,
+            api_key=self.api_key,
+            name=self.name,
+            connect_timeout=self.connect_timeout,
+            idle_timeout=self.idle_timeout,
+            no_data_timeout=self.no_data_timeout,
+            total_timeout=self.total_timeout,
+            max_tries=self.max_tries,
+            model_allowlist=list(self.model_allowlist or []),
+            assume_open_think=list(self.assume_open_think or []),
+        )
+
+
+class Conversation(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(_("title"), max_length=200, blank=True)
+    title_generated = models.BooleanField(default=False)
+    pinned = models.BooleanField(_("pinned"), default=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    current_leaf = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Last-used settings: backend id, model, deep_think, enhanced, temperature, max_tokens,
+    # system_prompt.
+    settings = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-pinned", "-updated_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-pinned", "-updated_at", "-id"])]
+        verbose_name = _("conversation")
+        verbose_name_plural = _("conversations")
+
+    def __str__(self) -> str:
+        return self.title or str(self.uuid)
+
+    @property
+    def group_name(self) -> str:
+        """Channel-layer group of every tab showing this conversation."""
+        return f"conv.{self.uuid.hex}"
+
+    @property
+    def control_group_name(self) -> str:
+        """Channel-layer group of the runners generating in this conversation."""
+        return f"ctl.{self.uuid.hex}"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user", _("user")
+        ASSISTANT = "assistant", _("assistant")
+
+    class Status(models.TextChoices):
+        STREAMING = "streaming", _("streaming")
+        COMPLETE = "complete", _("complete")
+        STOPPED = "stopped", _("stopped")
+        ERROR = "error", _("error")
+        INTERRUPTED = "interrupted", _("interrupted")
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    # A tree: regenerate and edit make siblings; the thread is the path to the current leaf.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices)
+    content = models.TextField(blank=True)  # the answer (markdown) or the user's text
+    reasoning = models.TextField(blank=True)  # kept apart; never sent back to a model
+    status = models.CharField(
+        max_length=12, choices=Status.choices, default=Status.COMPLETE, db_index=True
+    )
+    error_code = models.CharField(max_length=40, blank=True)
+    error_detail = models.TextField(blank=True)
+    finish_reason = models.CharField(max_length=40, blank=True)
+    reasoning_unterminated = models.BooleanField(default=False)
+    client_id = models.CharField(max_length=64, blank=True)
+    backend = models.ForeignKey(Backend, null=True, blank=True, on_delete=models.SET_NULL)
+    backend_name = models.CharField(max_length=80, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    deep_think = models.BooleanField(default=True)
+    enhanced_reasoning = models.BooleanField(default=True)
+    temperature = models.FloatField(null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    usage = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    reasoning_started_at = models.DateTimeField(null=True, blank=True)
+    reasoning_finished_at = models.DateTimeField(null=True, blank=True)
+    answer_started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    html = models.TextField(blank=True)  # cached rendering of `content`
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["conversation", "created_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "client_id"],
+                condition=~models.Q(client_id=""),
+                name="unique_client_id_per_conversation",
+            )
+        ]
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.uuid}"
+
+    @property
+    def is_stale(self) -> bool:
+        beat = self.heartbeat_at or self.created_at
+        return self.status == self.Status.STREAMING and timezone.now() - beat > STALE_AFTER
+
+    def thought_seconds(self) -> float | None:
+        if not self.reasoning_started_at:
+            return None
+        end = self.reasoning_finished_at or self.answer_started_at or self.finished_at
+        if not end:
+            return None
+        return max(0.0, (end - self.reasoning_started_at).total_seconds())
+
+    def timings(self) -> dict[str, Any]:
+        """Seconds from the message's creation; msgpack-safe."""
+
+        def since(moment: Any) -> float | None:
+            return round((moment - self.created_at).total_seconds(), 3) if moment else None
+
+        return {
+            "first_reasoning": since(self.reasoning_started_at),
+            "first_answer": since(self.answer_started_at),
+            "finished": since(self.finished_at),
+            "thought_seconds": self.thought_seconds(),
+        }

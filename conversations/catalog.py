@@ -1,0 +1,128 @@
+"""Which backends and models a user can pick, and which one a generation uses."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from django.conf import settings
+from django.utils.translation import gettext as _
+
+from .backends import get_backend
+from .backends.base import BackendError, ModelInfo
+from .models import Backend
+
+MODEL_CACHE_SECONDS = 60.0
+UNREACHABLE_CACHE_SECONDS = 10.0
+
+# backend id → (checked at, updated_at of the row, models, error)
+_model_cache: dict[int, tuple[float, Any, list[ModelInfo], str | None]] = {}
+
+
+def ensure_env_backends() -> list[Backend]:
+    """Create the Backend rows the environment describes, once; the admin owns them after."""
+    wanted: list[dict[str, Any]] = []
+    if settings.OLLAMA_BASE_URL:
+        wanted.append({"name": "Ollama", "kind": "ollama", "base_url": settings.OLLAMA_BASE_URL})
+    if settings.DEEPSEEK_API_KEY:
+        wanted.append(
+            {
+                "name": "DeepSeek",
+                "kind": "openai",
+                "base_url": settings.DEEPSEEK_BASE_URL,
+                "api_key": settings.DEEPSEEK_API_KEY,
+                "default_model": "deepseek-v4-flash",
+            }
+        )
+    if settings.R1CHAT_OPENAI_BASE_URL:
+        wanted.append(
+            {
+                "name": "OpenAI-compatible",
+                "kind": "openai",
+                "base_url": settings.R1CHAT_OPENAI_BASE_URL,
+                "api_key": settings.R1CHAT_OPENAI_API_KEY,
+            }
+        )
+    created = []
+    for position, fields in enumerate(wanted):
+        name = fields.pop("name")
+        backend, was_created = Backend.objects.get_or_create(
+            name=name, defaults={**fields, "source": "env", "position": position}
+        )
+        if was_created:
+            created.append(backend)
+    return created
+
+
+def forget(backend_id: int | None = None) -> None:
+    if backend_id is None:
+        _model_cache.clear()
+    else:
+        _model_cache.pop(backend_id, None)
+
+
+async def backend_models(backend: Backend) -> tuple[list[ModelInfo], str | None]:
+    """The models a backend offers (allowlist applied), or the reason it offers none now."""
+    cached = _model_cache.get(backend.pk)
+    now = time.monotonic()
+    if cached and cached[1] == backend.updated_at:
+        ttl = MODEL_CACHE_SECONDS if cached[3] is None else UNREACHABLE_CACHE_SECONDS
+        if now - cached[0] < ttl:
+            return cached[2], cached[3]
+    client = get_backend(backend.config())
+    error: str | None = None
+    models: list[ModelInfo] = []
+    try:
+        models = await asyncio.wait_for(client.list_models(), timeout=5)
+    except BackendError as exc:
+        from .errors import describe_error
+
+        error = str(describe_error(exc.kind.value)["message"])
+    except TimeoutError:
+        error = _("The model server did not answer in time.")
+    allow = set(backend.model_allowlist or [])
+    if allow:
+        models = [m for m in models if m.name in allow]
+    _model_cache[backend.pk] = (now, backend.updated_at, models, error)
+    return models, error
+
+
+async def picker(user: Any = None) -> list[dict[str, Any]]:
+    """Every enabled backend with its models, for the model picker (no secrets)."""
+    backends = [b async for b in Backend.objects.filter(enabled=True)]
+    results = await asyncio.gather(*(backend_models(b) for b in backends))
+    return [
+        {
+            "id": backend.pk,
+            "name": backend.name,
+            "kind": backend.kind,
+            "simulated": backend.source == "simulator",
+            "default_model": backend.default_model,
+            "available": error is None,
+            "reason": error,
+            "models": [m.as_dict() for m in models],
+        }
+        for backend, (models, error) in zip(backends, results, strict=True)
+    ]
+
+
+async def resolve(choice: dict[str, Any]) -> tuple[Backend | None, str, ModelInfo | None]:
+    """The backend and model a generation uses: the chosen ones, else the first that works."""
+    backend: Backend | None = None
+    if choice.get("backend"):
+        backend = await Backend.objects.filter(pk=choice["backend"], enabled=True).afirst()
+    if backend is None:
+        backend = await Backend.objects.filter(enabled=True).afirst()
+    if backend is None:
+        return None, "", None
+    models, _error = await backend_models(backend)
+    names = [m.name for m in models]
+    model = choice.get("model") or ""
+    if model not in names:
+        if not names:  # unreachable now: try what was asked; the generation reports the error
+            model = model or backend.default_model
+        else:
+            model = backend.default_model if backend.default_model in names else names[0]
+    info = next((m for m in models if m.name == model), None)
+    return backend, model, info

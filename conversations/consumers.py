@@ -1,0 +1,248 @@
+"""`/ws/chat/`: one socket per tab. Frames are documented in `protocol.py`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.utils.translation import gettext as _
+
+from . import actions
+from .generation import mark_interrupted
+from .models import Message
+from .protocol import MAX_FRAME_BYTES, ClientError, parse_frame
+from .threads import serialize_message
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_TIMEOUT = 2.0
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_REVOKED = 4403
+
+
+def _can_chat(user: Any) -> bool:
+    try:
+        from accounts.access import can_chat
+    except ImportError:  # the accounts rules are not there yet: any active user may chat
+        return bool(user.is_authenticated and user.is_active)
+    return bool(can_chat(user))
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    # --- socket handlers ------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        self.user = self.scope.get("user")
+        self.conversation_group: str | None = None
+        self.conversation_id: str | None = None
+        # message id → deltas held back until that message's snapshot arrives
+        self.awaiting: dict[str, list[dict[str, Any]]] = {}
+        self.snapshot_timers: dict[str, asyncio.Task[None]] = {}
+        self.last_seq: dict[str, int] = {}
+        if self.user is None or not await _allowed(self.user):
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return
+        self.user_group = actions.user_group(self.user.pk)
+        await self.channel_layer.group_add(self.user_group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        for timer in self.snapshot_timers.values():
+            timer.cancel()
+        if getattr(self, "user_group", None):
+            await self.channel_layer.group_discard(self.user_group, self.channel_name)
+        if self.conversation_group:
+            await self.channel_layer.group_discard(self.conversation_group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self._error(ClientError("invalid", _("Send JSON text frames.")))
+            return
+        if len(text_data) > MAX_FRAME_BYTES:
+            await self._error(ClientError("too_large", _("The frame is too large.")))
+            return
+        try:
+            content = orjson.loads(text_data)
+        except orjson.JSONDecodeError:
+            await self._error(ClientError("invalid_json", _("The frame is not valid JSON.")))
+            return
+        ref = content.get("client_id") if isinstance(content, dict) else None
+        try:
+            frame = parse_frame(content)
+            await getattr(self, f"do_{frame.type}")(**frame.data)
+        except ClientError as exc:
+            await self._error(exc, ref if isinstance(ref, str) else None)
+        except Exception:
+            logger.exception("chat frame failed")
+            await self._error(ClientError("internal", _("Something went wrong. Try again.")), None)
+
+    @classmethod
+    async def encode_json(cls, content: dict[str, Any]) -> str:
+        return orjson.dumps(content).decode()
+
+    async def _error(self, exc: ClientError, ref: str | None = None) -> None:
+        frame: dict[str, Any] = {"type": "error", "code": exc.code, "detail": exc.detail}
+        if ref:
+            frame["ref"] = ref
+        await self.send_json(frame)
+
+    # --- command helpers ------------------------------------------------------------------
+
+    async def do_subscribe(self, conversation: Any) -> None:
+        if self.conversation_group:
+            await self.channel_layer.group_discard(self.conversation_group, self.channel_name)
+            self.conversation_group = self.conversation_id = None
+        self.awaiting.clear()
+        if conversation is None:
+            return
+        target = await actions.get_conversation(self.user, conversation)
+        await self._join(target.group_name, str(target.uuid))
+        async for message in Message.objects.filter(
+            conversation=target, status=Message.Status.STREAMING
+        ):
+            message.conversation = target
+            await self._resume(message)
+
+    async def _join(self, group: str, conversation_id: str) -> None:
+        self.conversation_group = group
+        self.conversation_id = conversation_id
+        await self.channel_layer.group_add(group, self.channel_name)
+
+    async def _resume(self, message: Message) -> None:
+        """Ask the runner (in any process) for everything so far; hold live deltas meanwhile."""
+        message_id = str(message.uuid)
+        if message.is_stale:
+            await mark_interrupted(message)  # its process died; the done frame reaches us too
+            return
+        self.awaiting[message_id] = []
+        await self.channel_layer.group_send(
+            message.conversation.control_group_name,
+            {
+                "type": "generation.snapshot_request",
+                "message": message_id,
+                "reply_to": self.channel_name,
+            },
+        )
+        self.snapshot_timers[message_id] = asyncio.create_task(self._snapshot_fallback(message_id))
+
+    async def _snapshot_fallback(self, message_id: str) -> None:
+        """No runner answered: it finished meanwhile or its process died. Send what is stored."""
+        await asyncio.sleep(SNAPSHOT_TIMEOUT)
+        if message_id not in self.awaiting:
+            return
+        message = await Message.objects.filter(uuid=message_id).afirst()
+        self.awaiting.pop(message_id, None)
+        self.snapshot_timers.pop(message_id, None)
+        if message is not None:
+            await self.send_json(
+                {"type": "message.updated", "conversation": self.conversation_id,
+                 "message": serialize_message(message)}
+            )  # fmt: skip
+
+    async def do_send(
+        self, conversation: Any, content: str, client_id: str, settings: dict[str, Any], parent: Any
+    ) -> None:
+        turn = await actions.send_message(
+            self.user, conversation=conversation, content=content, client_id=client_id,
+            settings=settings, parent=parent,
+        )  # fmt: skip
+        if turn.duplicate:
+            await self.send_json(
+                {"type": "error", "code": "duplicate", "ref": client_id,
+                 "detail": _("This message was already sent."),
+                 "conversation": str(turn.conversation.uuid)}
+            )  # fmt: skip
+            return
+        if self.conversation_id != str(turn.conversation.uuid):
+            await self.do_subscribe(None)
+            await self._join(turn.conversation.group_name, str(turn.conversation.uuid))
+        await actions.announce_turn(turn, client_id)
+        await actions.start_generation(turn)
+
+    async def do_stop(self, message: Any) -> None:
+        await actions.stop_generation(self.user, message)
+
+    async def do_regenerate(self, message: Any, settings: dict[str, Any]) -> None:
+        turn = await actions.regenerate(self.user, message, settings)
+        await actions.announce_turn(turn)
+        await actions.start_generation(turn)
+
+    async def do_edit(self, message: Any, content: str, settings: dict[str, Any]) -> None:
+        turn = await actions.edit(self.user, message, content, settings)
+        await actions.announce_turn(turn)
+        await actions.start_generation(turn)
+
+    async def do_switch(self, message: Any) -> None:
+        await actions.switch_version(self.user, message)
+
+    # --- channel-layer handlers -----------------------------------------------------------
+
+    async def generation_delta(self, event: dict[str, Any]) -> None:
+        message_id = event["message"]
+        held = self.awaiting.get(message_id)
+        if held is not None:
+            held.append(event)
+            return
+        if event["seq"] <= self.last_seq.get(message_id, 0):
+            return  # already in a snapshot
+        self.last_seq[message_id] = event["seq"]
+        await self.send_json(event)
+
+    async def generation_snapshot(self, event: dict[str, Any]) -> None:
+        message_id = event["message"]
+        held = self.awaiting.pop(message_id, None)
+        if held is None:
+            return  # not asked for, or the fallback already answered
+        timer = self.snapshot_timers.pop(message_id, None)
+        if timer:
+            timer.cancel()
+        await self.send_json(event)
+        self.last_seq[message_id] = event["seq"]
+        for delta in held:
+            if delta["seq"] > self.last_seq[message_id]:
+                self.last_seq[message_id] = delta["seq"]
+                await self.send_json(delta)
+
+    async def generation_done(self, event: dict[str, Any]) -> None:
+        message_id = event["message"]
+        self.last_seq.pop(message_id, None)
+        if self.awaiting.pop(message_id, None) is not None:
+            timer = self.snapshot_timers.pop(message_id, None)
+            if timer:
+                timer.cancel()
+            # Missed the live text: send the whole stored message instead.
+            message = await Message.objects.filter(uuid=message_id).afirst()
+            if message is not None:
+                await self.send_json(
+                    {"type": "message.updated", "conversation": self.conversation_id,
+                     "message": serialize_message(message)}
+                )  # fmt: skip
+            return
+        await self.send_json(event)
+
+    async def forward(self, event: dict[str, Any]) -> None:
+        await self.send_json(event)
+
+    message_created = forward
+    thread = forward
+    conversation_created = forward
+    conversation_updated = forward
+    conversation_deleted = forward
+
+    async def generation_stop(self, event: dict[str, Any]) -> None:
+        pass  # meant for runners
+
+    generation_snapshot_request = generation_stop
+
+    async def user_revoked(self, event: dict[str, Any]) -> None:
+        """Signed out, deactivated or password changed: this socket's session is over."""
+        await self.close(code=CLOSE_REVOKED)
+
+
+async def _allowed(user: Any) -> bool:
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(_can_chat)(user)

@@ -1,0 +1,431 @@
+"""The GenerationRunner: one assistant message from start to end, independent of any socket.
+
+A runner is an asyncio task in the process that accepted the request. It reads the backend's
+events, coalesces them into frames for the conversation's channel-layer group (the first text at
+once, then at most one frame per FRAME_INTERVAL), renders the answer incrementally, persists the
+text at most once a second and at the end, and ends in exactly one terminal status. Tabs in any
+process reach it through the conversation's control group: ``generation.stop`` and
+``generation.snapshot_request``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+
+from .backends import get_backend
+from .backends.base import Answer, BackendError, ChatRequest, Finished, Reasoning, Usage
+from .errors import describe_error
+from .models import HEARTBEAT_INTERVAL, STALE_AFTER, Backend, Conversation, Message
+from .rendering import IncrementalRenderer
+
+logger = logging.getLogger(__name__)
+
+FRAME_INTERVAL = float(getattr(settings, "R1CHAT_FRAME_INTERVAL", 0.04))
+RENDER_INTERVAL = 0.25
+PERSIST_INTERVAL = 1.0
+
+# Runners alive in this process, by message uuid.
+_running: dict[str, GenerationRunner] = {}
+_maintenance: asyncio.Task[None] | None = None
+
+
+def _now() -> dt.datetime:
+    return timezone.now()
+
+
+class GenerationRunner:
+    def __init__(
+        self,
+        *,
+        message: Message,
+        conversation: Conversation,
+        backend: Backend | None,
+        request: ChatRequest | None,
+        error_code: str | None = None,
+        on_complete: Any = None,
+    ) -> None:
+        self.message = message
+        self.message_id = str(message.uuid)
+        self.conversation = conversation
+        self.backend = backend
+        self.request = request
+        self.error_code = error_code  # a failure known before starting (no backend, quota)
+        self.on_complete = on_complete
+        self.layer = get_channel_layer()
+        self.group = conversation.group_name
+        self.seq = 0
+        # Flushed text (what frames up to `seq` carried) and text not yet sent.
+        self.reasoning_parts: list[str] = []
+        self.answer_parts: list[str] = []
+        self.pending_reasoning: list[str] = []
+        self.pending_answer: list[str] = []
+        self.phase = "waiting"
+        self.renderer = IncrementalRenderer()
+        self.unsent_append: list[str] = []
+        self.tail_html = ""
+        self.last_render = 0.0
+        self.rendered_upto = 0  # flushed answer chars the renderer has been fed
+        self.usage: dict[str, Any] = {}
+        self.finish_reason = ""
+        self.reasoning_unterminated = False
+        self.reasoning_started_at: dt.datetime | None = None
+        self.reasoning_finished_at: dt.datetime | None = None
+        self.answer_started_at: dt.datetime | None = None
+        self.stop_requested = False
+        self.dirty = asyncio.Event()
+        self.changed_since_persist = False
+        self.task: asyncio.Task[None] | None = None
+        self.control_channel: str | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task[None]:
+        _running[self.message_id] = self
+        ensure_maintenance()
+        self.task = asyncio.create_task(self._run(), name=f"generation {self.message_id}")
+        return self.task
+
+    async def _run(self) -> None:
+        helpers: list[asyncio.Task[Any]] = []
+        status = Message.Status.COMPLETE
+        error: dict[str, Any] | None = None
+        try:
+            self.control_channel = await self.layer.new_channel("gen.")
+            await self.layer.group_add(self.conversation.control_group_name, self.control_channel)
+            helpers = [
+                asyncio.create_task(self._listen()),
+                asyncio.create_task(self._flusher()),
+                asyncio.create_task(self._persister()),
+            ]
+            if self.error_code:
+                status, error = Message.Status.ERROR, describe_error(self.error_code)
+            else:
+                await self._stream()
+        except asyncio.CancelledError:
+            status = Message.Status.STOPPED if self.stop_requested else Message.Status.INTERRUPTED
+            if status == Message.Status.INTERRUPTED:
+                error = describe_error("interrupted")
+        except BackendError as exc:
+            status = Message.Status.ERROR
+            error = describe_error(exc.kind.value)
+            error["detail"] = exc.detail[:500]
+        except Exception:
+            logger.exception("generation %s failed", self.message_id)
+            status = Message.Status.ERROR
+            error = describe_error("internal")
+        finally:
+            for helper in helpers:
+                helper.cancel()
+            for helper in helpers:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await helper
+            # Finishing must not be cut short by a second cancel (shutdown, a quick Stop).
+            await asyncio.shield(self._finish(status, error))
+
+    async def _stream(self) -> None:
+        assert self.backend is not None and self.request is not None
+        client = get_backend(self.backend.config())
+        stream = client.stream_chat(self.request)
+        try:
+            async for event in stream:
+                if isinstance(event, Reasoning):
+                    if not event.text:
+                        continue
+                    if self.reasoning_started_at is None:
+                        self.reasoning_started_at = _now()
+                        self.phase = "reasoning"
+                    self.pending_reasoning.append(event.text)
+                elif isinstance(event, Answer):
+                    if not event.text:
+                        continue
+                    if self.answer_started_at is None:
+                        self.answer_started_at = _now()
+                        if self.reasoning_started_at is not None:
+                            self.reasoning_finished_at = self.answer_started_at
+                        self.phase = "answering"
+                    self.pending_answer.append(event.text)
+                elif isinstance(event, Usage):
+                    self.usage = event.as_dict()
+                    continue
+                elif isinstance(event, Finished):
+                    self.finish_reason = event.reason
+                    self.reasoning_unterminated = event.reasoning_unterminated
+                    continue
+                self.changed_since_persist = True
+                self.dirty.set()
+        finally:
+            await stream.aclose()  # closes the upstream connection at once
+
+    async def _finish(self, status: str, error: dict[str, Any] | None) -> None:
+        _running.pop(self.message_id, None)
+        try:
+            self._move_pending()
+            if self._last_moved:
+                # The rest of the text; its HTML comes complete in the done frame.
+                await self._send_delta(render=False)
+            answer = "".join(self.answer_parts)
+            html = self.renderer.finish()
+            finished_at = _now()
+            if self.reasoning_started_at and not self.reasoning_finished_at:
+                self.reasoning_finished_at = finished_at
+            fields = {
+                "status": status,
+                "content": answer,
+                "reasoning": "".join(self.reasoning_parts),
+                "html": html,
+                "usage": self.usage,
+                "finish_reason": self.finish_reason,
+                "reasoning_unterminated": self.reasoning_unterminated,
+                "reasoning_started_at": self.reasoning_started_at,
+                "reasoning_finished_at": self.reasoning_finished_at,
+                "answer_started_at": self.answer_started_at,
+                "finished_at": finished_at,
+                "heartbeat_at": finished_at,
+                "error_code": error["code"] if error else "",
+                "error_detail": (error or {}).get("detail", ""),
+            }
+            # Only a message still streaming is finished here: a sweeper may have marked it.
+            await Message.objects.filter(
+                pk=self.message.pk, status=Message.Status.STREAMING
+            ).aupdate(**fields)
+            for key, value in fields.items():
+                setattr(self.message, key, value)
+            self.seq += 1
+            frame = {
+                "type": "generation.done",
+                "message": self.message_id,
+                "seq": self.seq,
+                "status": status,
+                "usage": self.usage,
+                "timings": self.message.timings(),
+                "html": html,
+                "finish_reason": self.finish_reason,
+                "reasoning_unterminated": self.reasoning_unterminated,
+                "error": {k: v for k, v in error.items() if k != "detail"} if error else None,
+            }
+            await self.layer.group_send(self.group, frame)
+        except Exception:
+            logger.exception("could not finish generation %s", self.message_id)
+        finally:
+            if self.control_channel:
+                with contextlib.suppress(Exception):
+                    await self.layer.group_discard(
+                        self.conversation.control_group_name, self.control_channel
+                    )
+        if self.on_complete is not None and status == Message.Status.COMPLETE:
+            try:
+                await self.on_complete(self)
+            except Exception:
+                logger.exception("after-generation hook failed for %s", self.message_id)
+
+    # --- frames ---------------------------------------------------------------------------
+
+    _last_moved: tuple[str, str] | None = None
+
+    def _move_pending(self) -> None:
+        reasoning = "".join(self.pending_reasoning)
+        answer = "".join(self.pending_answer)
+        self.pending_reasoning.clear()
+        self.pending_answer.clear()
+        if reasoning:
+            self.reasoning_parts.append(reasoning)
+        if answer:
+            self.answer_parts.append(answer)
+            self.renderer.feed(answer)
+        self._last_moved = (reasoning, answer) if (reasoning or answer) else None
+
+    def _render(self) -> None:
+        append, tail = self.renderer.render()
+        if append:
+            self.unsent_append.append(append)
+        self.tail_html = tail
+        self.last_render = time.monotonic()
+
+    async def _send_delta(self, *, render: bool) -> None:
+        reasoning, answer = self._last_moved or ("", "")
+        self._last_moved = None
+        self.seq += 1
+        frame: dict[str, Any] = {
+            "type": "generation.delta",
+            "message": self.message_id,
+            "seq": self.seq,
+        }
+        if reasoning:
+            frame["reasoning"] = reasoning
+        if answer:
+            frame["answer"] = answer
+        if render and (answer or self.unsent_append):
+            self._render()
+            frame["html_append"] = "".join(self.unsent_append)
+            frame["html_tail"] = self.tail_html
+            self.unsent_append.clear()
+        await self.layer.group_send(self.group, frame)
+
+    async def _flusher(self) -> None:
+        while True:
+            await self.dirty.wait()
+            self.dirty.clear()
+            self._move_pending()
+            if self._last_moved or self.unsent_append:
+                due = time.monotonic() - self.last_render >= RENDER_INTERVAL
+                await self._send_delta(render=due)
+            await asyncio.sleep(FRAME_INTERVAL)
+
+    async def _persister(self) -> None:
+        while True:
+            await asyncio.sleep(PERSIST_INTERVAL)
+            if not self.changed_since_persist:
+                continue
+            self.changed_since_persist = False
+            now = _now()
+            await Message.objects.filter(
+                pk=self.message.pk, status=Message.Status.STREAMING
+            ).aupdate(
+                content="".join(self.answer_parts) + "".join(self.pending_answer),
+                reasoning="".join(self.reasoning_parts) + "".join(self.pending_reasoning),
+                reasoning_started_at=self.reasoning_started_at,
+                answer_started_at=self.answer_started_at,
+                heartbeat_at=now,
+            )
+
+    # --- control --------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the frames up to `seq` carried, for a tab that (re)subscribes."""
+        self._render()  # the tail as of now; new final blocks go out with the next delta
+        timings = {
+            "first_reasoning": _since(self.message.created_at, self.reasoning_started_at),
+            "first_answer": _since(self.message.created_at, self.answer_started_at),
+        }
+        return {
+            "type": "generation.snapshot",
+            "message": self.message_id,
+            "seq": self.seq,
+            "reasoning": "".join(self.reasoning_parts),
+            "answer": "".join(self.answer_parts),
+            "html": self.renderer.stable_html + self.tail_html,
+            "phase": self.phase,
+            "status": "streaming",
+            "timings": timings,
+            "server_elapsed": _since(self.message.created_at, _now()),
+        }
+
+    async def _listen(self) -> None:
+        assert self.control_channel is not None
+        while True:
+            event = await self.layer.receive(self.control_channel)
+            if event.get("message") != self.message_id:
+                continue
+            kind = event.get("type")
+            if kind == "generation.stop":
+                self.stop()
+            elif kind == "generation.snapshot_request" and event.get("reply_to"):
+                await self.layer.send(event["reply_to"], self.snapshot())
+
+    def stop(self) -> None:
+        self.stop_requested = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+def _since(start: dt.datetime, moment: dt.datetime | None) -> float | None:
+    return round((moment - start).total_seconds(), 3) if moment else None
+
+
+def running(message_uuid: str) -> GenerationRunner | None:
+    return _running.get(message_uuid)
+
+
+# --- process maintenance: heartbeats and dead generations ------------------------------------
+
+
+def ensure_maintenance() -> None:
+    global _maintenance
+    if _maintenance is None or _maintenance.done():
+        _maintenance = asyncio.create_task(_maintain(), name="generation maintenance")
+
+
+async def _maintain() -> None:
+    while True:
+        try:
+            if _running:
+                await Message.objects.filter(
+                    uuid__in=[r.message.uuid for r in list(_running.values())],
+                    status=Message.Status.STREAMING,
+                ).aupdate(heartbeat_at=_now())
+            await sweep_stale()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("generation maintenance failed")
+        await asyncio.sleep(HEARTBEAT_INTERVAL.total_seconds())
+
+
+async def sweep_stale() -> int:
+    """Mark generations whose process died as interrupted, keeping their text; tell the tabs."""
+    threshold = _now() - STALE_AFTER
+    stale = [
+        m
+        async for m in Message.objects.filter(
+            status=Message.Status.STREAMING, heartbeat_at__lt=threshold
+        ).select_related("conversation")
+    ]
+    stale += [
+        m
+        async for m in Message.objects.filter(
+            status=Message.Status.STREAMING, heartbeat_at__isnull=True, created_at__lt=threshold
+        ).select_related("conversation")
+    ]
+    count = 0
+    for message in stale:
+        if str(message.uuid) in _running:
+            continue
+        if await mark_interrupted(message):
+            count += 1
+    return count
+
+
+async def mark_interrupted(message: Message) -> bool:
+    from .rendering import render_markdown
+
+    html = render_markdown(message.content)
+    now = _now()
+    error = describe_error("interrupted")
+    updated = await Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).aupdate(
+        status=Message.Status.INTERRUPTED,
+        html=html,
+        finished_at=now,
+        error_code="interrupted",
+    )
+    if not updated:
+        return False
+    message.status = Message.Status.INTERRUPTED
+    message.html = html
+    message.finished_at = now
+    message.error_code = "interrupted"
+    layer = get_channel_layer()
+    await layer.group_send(
+        message.conversation.group_name,
+        {
+            "type": "generation.done",
+            "message": str(message.uuid),
+            "seq": None,
+            "status": Message.Status.INTERRUPTED,
+            "usage": message.usage,
+            "timings": message.timings(),
+            "html": html,
+            "finish_reason": "",
+            "reasoning_unterminated": False,
+            "error": error,
+        },
+    )
+    return True

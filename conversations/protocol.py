@@ -1,0 +1,204 @@
+"""The chat WebSocket protocol (`/ws/chat/`): every frame, in one place.
+
+One socket per tab, JSON text frames, each an object with a `type`.
+
+Client → server
+---------------
+- ``subscribe {conversation}`` — show this conversation in this tab (uuid, or null to leave).
+  The server answers with ``generation.snapshot`` for a message still streaming, then live frames.
+- ``send {conversation|null, content, client_id, settings?, parent?}`` — a new user message; a
+  null conversation starts one. ``parent`` (a message uuid) continues from that message instead
+  of the current leaf. A repeated ``client_id`` in the same conversation is a no-op.
+- ``stop {message}`` — stop a running generation (from any tab or process).
+- ``regenerate {message, settings?}`` — a new version of an assistant message.
+- ``edit {message, content, settings?}`` — a new version of a user message, answered anew.
+- ``switch {message}`` — show this version (a message id) and the thread below it.
+
+``settings``: ``{backend: int, model: str, deep_think: bool, enhanced_reasoning: bool,
+temperature: float 0.1–1.0, max_tokens: int, system_prompt: str}``, every key optional.
+
+Server → client
+---------------
+- ``conversation.created {conversation, title, client_id}`` — to every tab of the user.
+- ``conversation.updated {conversation, title?, pinned?, updated_at?, deleted?}`` — to every
+  tab of the user (the sidebar).
+- ``conversation.deleted {conversation}`` — to tabs showing a conversation that was deleted.
+- ``message.created {conversation, message}`` — a serialised message (see
+  ``serialize_message``); the user's message and the assistant's (status ``streaming``).
+- ``message.updated {conversation, message}`` — a whole stored message, replacing what the tab
+  shows (a resumed generation that ended before its snapshot arrived).
+- ``thread {conversation, messages}`` — the whole visible thread, after ``switch``.
+- ``generation.snapshot {message, seq, reasoning, answer, html, phase, status, timings}`` —
+  everything so far, for a tab that (re)subscribes mid-stream; live deltas follow with
+  ``seq`` greater than the snapshot's.
+- ``generation.delta {message, seq, reasoning?, answer?, html_append?, html_tail?}`` — new
+  text since the previous delta (``seq`` increases by one per frame: a gap or repeat is a bug).
+  The first delta with ``answer`` marks the end of the reasoning phase.
+  ``html_append`` is final HTML to add to the rendered answer; ``html_tail`` replaces the
+  rendering of the still-open last block.
+- ``generation.done {message, seq, status, usage, timings, html, finish_reason,
+  reasoning_unterminated, error?}`` — the terminal frame: ``status`` is ``complete``,
+  ``stopped``, ``error`` or ``interrupted``; ``error`` is ``{code, message, retryable}``.
+- ``error {code, detail, ref?}`` — a bad client frame; the socket stays open. ``ref`` echoes the
+  frame's ``client_id`` when there was one.
+
+Every client frame is validated here before anything else runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils.translation import gettext as _
+
+MAX_FRAME_BYTES = 256 * 1024
+MAX_CONTENT_CHARS = 100_000
+MAX_SYSTEM_PROMPT_CHARS = 20_000
+MAX_CLIENT_ID_CHARS = 64
+TEMPERATURE_RANGE = (0.0, 2.0)
+MAX_TOKENS_RANGE = (1, 1_000_000)
+
+
+class ClientError(Exception):
+    """A client mistake, answered with an ``error`` frame."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(code)
+        self.code = code
+        self.detail = detail
+
+
+def not_found() -> ClientError:
+    # Another user's id and a missing id get the same answer (no enumeration).
+    return ClientError("not_found", _("That conversation or message does not exist."))
+
+
+@dataclass(slots=True)
+class Frame:
+    type: str
+    data: dict[str, Any]
+
+
+def _uuid(value: Any, field: str, *, nullable: bool = False) -> uuid.UUID | None:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str):
+        raise ClientError("invalid", _("“%(field)s” must be an id.") % {"field": field})
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise not_found() from None
+
+
+def _content(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ClientError("invalid", _("The message must be text."))
+    if len(value) > MAX_CONTENT_CHARS:
+        raise ClientError(
+            "too_long",
+            _("The message is too long (%(count)d characters; the limit is %(limit)d).")
+            % {"count": len(value), "limit": MAX_CONTENT_CHARS},
+        )
+    if not value.strip():
+        raise ClientError("empty", _("The message is empty."))
+    return value
+
+
+def _number(value: Any, field: str, low: float, high: float, *, integer: bool) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ClientError("invalid", _("“%(field)s” must be a number.") % {"field": field})
+    if integer and int(value) != value:
+        raise ClientError("invalid", _("“%(field)s” must be a whole number.") % {"field": field})
+    if not low <= value <= high:
+        raise ClientError(
+            "invalid",
+            _("“%(field)s” must be between %(low)s and %(high)s.")
+            % {"field": field, "low": low, "high": high},
+        )
+    return int(value) if integer else float(value)
+
+
+def clean_settings(value: Any) -> dict[str, Any]:
+    """Validate a ``settings`` object; unknown keys are an error, every key optional."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ClientError("invalid", _("“settings” must be an object."))
+    cleaned: dict[str, Any] = {}
+    for key, item in value.items():
+        if item is None:
+            continue
+        if key == "backend":
+            cleaned[key] = _number(item, key, 1, 2**31, integer=True)
+        elif key == "model":
+            if not isinstance(item, str) or len(item) > 200:
+                raise ClientError("invalid", _("“model” must be a model name."))
+            cleaned[key] = item
+        elif key in {"deep_think", "enhanced_reasoning"}:
+            if not isinstance(item, bool):
+                raise ClientError(
+                    "invalid", _("“%(field)s” must be true or false.") % {"field": key}
+                )
+            cleaned[key] = item
+        elif key == "temperature":
+            cleaned[key] = _number(item, key, *TEMPERATURE_RANGE, integer=False)
+        elif key == "max_tokens":
+            cleaned[key] = _number(item, key, *MAX_TOKENS_RANGE, integer=True)
+        elif key == "system_prompt":
+            if not isinstance(item, str) or len(item) > MAX_SYSTEM_PROMPT_CHARS:
+                raise ClientError("invalid", _("The system prompt is too long."))
+            cleaned[key] = item
+        else:
+            raise ClientError(
+                "invalid", _("Unknown setting “%(field)s”.") % {"field": str(key)[:40]}
+            )
+    return cleaned
+
+
+def _client_id(value: Any) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_CLIENT_ID_CHARS:
+        raise ClientError("invalid", _("“client_id” must be a short string."))
+    return value
+
+
+def parse_frame(content: Any) -> Frame:
+    """Validate one decoded client frame; raise ``ClientError`` for anything else."""
+    if not isinstance(content, dict):
+        raise ClientError("invalid", _("A frame must be a JSON object."))
+    kind = content.get("type")
+    if kind == "subscribe":
+        return Frame(
+            kind,
+            {"conversation": _uuid(content.get("conversation"), "conversation", nullable=True)},
+        )
+    if kind == "send":
+        data: dict[str, Any] = {
+            "conversation": _uuid(content.get("conversation"), "conversation", nullable=True),
+            "content": _content(content.get("content")),
+            "client_id": _client_id(content.get("client_id")),
+            "settings": clean_settings(content.get("settings")),
+            "parent": _uuid(content.get("parent"), "parent", nullable=True),
+        }
+        return Frame(kind, data)
+    if kind in {"stop", "switch"}:
+        return Frame(kind, {"message": _uuid(content.get("message"), "message")})
+    if kind == "regenerate":
+        return Frame(
+            kind,
+            {
+                "message": _uuid(content.get("message"), "message"),
+                "settings": clean_settings(content.get("settings")),
+            },
+        )
+    if kind == "edit":
+        return Frame(
+            kind,
+            {
+                "message": _uuid(content.get("message"), "message"),
+                "content": _content(content.get("content")),
+                "settings": clean_settings(content.get("settings")),
+            },
+        )
+    raise ClientError("unknown_type", _("Unknown frame type."))
