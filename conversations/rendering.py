@@ -1,0 +1,563 @@
+"""The one server-side markdown renderer: live stream, page reload, admin review, exports, shares.
+
+Pipeline: markdown-it-py ("commonmark" preset + tables + strikethrough, raw HTML escaped,
+reference definitions and linkify off) → math as MathML (latex2mathml) and code highlighted by
+Pygments (CSS classes, no inline styles) → one nh3 pass with a strict allowlist over the final
+HTML. Sanitising after markdown and math is the point: a sanitiser run before parsing (Open
+WebUI CVE-2026-44568) or a math renderer trusted to emit safe markup (KaTeX ``\\href``) is how
+chat apps got stored XSS. Model images are never fetched: ``![alt](url)`` becomes a link.
+
+Math: ``$…$`` and ``\\(…\\)`` inline; ``$$…$$`` and ``\\[…\\]`` display (as a block at the start
+of a block, inline-display inside a paragraph). The delimiter rules follow mdit_py_plugins'
+``texmath`` ("dollars" and "brackets", reusing its ``dollar_pre``/``dollar_post`` guards), but
+are implemented here so that (1) a display formula cannot span a blank line — LaTeX forbids a
+paragraph break in math mode, and it is what lets the streaming renderer finalise a block after
+a blank line — and (2) no rule slices or scans the rest of the document per delimiter, which
+made ``texmath`` quadratic on text full of ``$``. A formula latex2mathml cannot convert is
+shown as escaped code, never raw.
+
+User messages are rendered with ``render_markdown`` too (same allowlist, so equally safe): what
+the user typed looks the same in the chat, the admin review and exports. ``render_plain_text``
+is there for places that want literal text (titles, previews, plain exports).
+
+Streaming: ``IncrementalRenderer`` keeps the text that is not final yet. A block is final once a
+later top-level block has started after a blank line at column 0 (see ``_find_boundary``); each
+final block is rendered once, only the open tail is re-rendered. Concatenating the pieces gives
+exactly ``render_markdown`` of the text, because nothing in this configuration looks across such
+a boundary: reference definitions are disabled, raw HTML is escaped, lists and block quotes close
+at a non-indented line after a blank line, and display math cannot contain a blank line.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import re
+from collections.abc import Sequence
+from typing import Any
+from xml.etree.ElementTree import Element, tostring
+
+import nh3
+from latex2mathml.converter import convert_to_element
+from markdown_it import MarkdownIt, rules_block
+from markdown_it.common.utils import escapeHtml, unescapeAll
+from markdown_it.renderer import RendererHTML
+from markdown_it.rules_block import StateBlock
+from markdown_it.rules_core import StateCore
+from markdown_it.rules_inline import StateInline
+from markdown_it.token import Token
+from markdown_it.utils import EnvType, OptionsDict
+from mdit_py_plugins.texmath.index import dollar_post, dollar_pre
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexer import Lexer
+from pygments.lexers import get_lexer_by_name
+from pygments.token import STANDARD_TYPES
+from pygments.util import ClassNotFound
+
+__all__ = [
+    "IncrementalRenderer",
+    "pygments_css",
+    "render_markdown",
+    "render_plain_text",
+]
+
+# Bounds that keep pathological input linear (and latex2mathml/Pygments fast).
+MAX_INLINE_MATH = 2_000
+MAX_DISPLAY_MATH = 20_000
+MAX_HIGHLIGHT = 100_000
+
+PYGMENTS_LIGHT_STYLE = "default"
+PYGMENTS_DARK_STYLE = "github-dark"
+HIGHLIGHT_CLASS = "highlight"
+
+_LANG_RE = re.compile(r"[A-Za-z0-9_+#.\-]{1,32}")
+_SAFE_SCHEME_RE = re.compile(r"(?:https?://|mailto:)", re.IGNORECASE)
+
+# ---------------------------------------------------------------------------------------------
+# Math
+
+
+def _tex_to_mathml(tex: str, display: bool) -> str | None:
+    """MathML for `tex`, or None when latex2mathml cannot convert it."""
+    try:
+        math = convert_to_element(tex, display="block" if display else "inline")
+    except Exception:  # latex2mathml raises many kinds of errors on bad input
+        return None
+    for el in math.iter():
+        for attr in ("href", "xlink:href", "actiontype"):
+            el.attrib.pop(attr, None)
+    del math.attrib["xmlns"]  # HTML parsing puts <math> in the MathML namespace anyway
+    # Keep the source as an annotation (copy/paste and screen readers).
+    semantics = Element("semantics")
+    semantics.extend(list(math))
+    annotation = Element("annotation", encoding="application/x-tex")
+    annotation.text = tex
+    semantics.append(annotation)
+    math[:] = [semantics]
+    # latex2mathml stores character references as text ("&#x02211;") and its own serialiser
+    # unescapes *everything*, which would turn `\text{<img ...>}` into markup. Serialise
+    # properly and restore only the character references.
+    return _CHAR_REF_RE.sub(r"&\1", tostring(math, encoding="unicode"))
+
+
+_CHAR_REF_RE = re.compile(r"&amp;(#x[0-9A-Fa-f]{1,6};|#[0-9]{1,7};)")
+
+
+@functools.lru_cache(maxsize=1024)  # the streaming tail re-renders the same formulas
+def _math_html(tex: str, display: bool, *, as_block: bool) -> str:
+    tex = tex.strip()
+    mathml = _tex_to_mathml(tex, display) if tex else None
+    if mathml is None:
+        if as_block:
+            return f'<pre class="math-error"><code>{escapeHtml(tex)}</code></pre>\n'
+        return f'<code class="math-error">{escapeHtml(tex)}</code>'
+    if as_block:
+        return f'<div class="math-display">{mathml}</div>\n'
+    return mathml
+
+
+# Inline patterns, after texmath's "dollars" and "brackets" rules; matched at a position
+# (never on a slice of the rest of the text) and bounded in length.
+_INLINE_DOLLAR = re.compile(r"\$(\S[^$]*?[^\s\\])\$")
+_INLINE_DOLLAR_SINGLE = re.compile(r"\$([^$\s\\])\$")
+_N = f"{{1,{MAX_INLINE_MATH}}}?"
+_INLINE_DOUBLE_DOLLAR = re.compile(r"\$\$((?:[^$]|\$(?!\$))" + _N + r")\$\$")
+_INLINE_PAREN = re.compile(r"\\\((." + _N + r")\\\)", re.DOTALL)
+_INLINE_BRACKET = re.compile(r"\\\[(." + _N + r")\\\]", re.DOTALL)
+
+
+def _math_inline_rule(state: StateInline, silent: bool) -> bool:
+    src, pos = state.src, state.pos
+    ch = src[pos]
+    display = False
+    if ch == "$":
+        if src.startswith("$$", pos):
+            match = _INLINE_DOUBLE_DOLLAR.match(src, pos)
+            display = True
+        elif dollar_pre(src, pos):
+            match = _INLINE_DOLLAR.match(src, pos) or _INLINE_DOLLAR_SINGLE.match(src, pos)
+            if match and (len(match[1]) > MAX_INLINE_MATH or not dollar_post(src, match.end() - 1)):
+                match = None
+        else:
+            return False
+    elif ch == "\\":
+        if src.startswith("\\(", pos):
+            match = _INLINE_PAREN.match(src, pos)
+        elif src.startswith("\\[", pos):
+            match = _INLINE_BRACKET.match(src, pos)
+            display = True
+        else:
+            return False
+    else:
+        return False
+    if not match or not match[1].strip():
+        return False
+    if not silent:
+        token = state.push("math_inline", "math", 0)
+        token.content = match[1]
+        token.markup = "$$" if display else "$"
+        token.meta = {"display": display}
+    state.pos = match.end()
+    return True
+
+
+def _math_block_rule(opener: str, closer: str) -> Any:
+    """A display-math block: `opener` at the start of a block, `closer` ending a line."""
+
+    def rule(state: StateBlock, start_line: int, end_line: int, silent: bool) -> bool:
+        if state.is_code_block(start_line):
+            return False
+        src = state.src
+        pos = state.bMarks[start_line] + state.tShift[start_line]
+        if not src.startswith(opener, pos):
+            return False
+        text = src[pos + len(opener) : state.eMarks[start_line]]
+        parts: list[str] = []
+        size = 0
+        line = start_line
+        while True:
+            idx = text.find(closer)
+            if idx != -1:
+                if text[idx + len(closer) :].strip():
+                    return False  # text after the closer: a paragraph with inline math
+                parts.append(text[:idx])
+                break
+            parts.append(text)
+            size += len(text) + 1
+            line += 1
+            if (
+                size > MAX_DISPLAY_MATH
+                or line >= end_line
+                or state.isEmpty(line)
+                or state.sCount[line] < state.blkIndent
+            ):
+                return False
+            text = src[state.bMarks[line] + state.tShift[line] : state.eMarks[line]]
+        content = "\n".join(parts)
+        if not content.strip():
+            return False
+        if silent:
+            return True
+        token = state.push("math_block", "math", 0)
+        token.block = True
+        token.content = content
+        token.markup = opener
+        token.map = [start_line, line + 1]
+        state.line = line + 1
+        return True
+
+    return rule
+
+
+# ---------------------------------------------------------------------------------------------
+# Code
+
+
+@functools.lru_cache(maxsize=256)
+def _lexer_for(lang: str) -> Lexer | None:
+    try:
+        return get_lexer_by_name(lang, stripnl=False, ensurenl=False)
+    except ClassNotFound:
+        return None
+
+
+_FORMATTER = HtmlFormatter(nowrap=True)
+
+
+@functools.lru_cache(maxsize=64)  # a closed fence stays in the streaming tail for a while
+def _code_block_html(code: str, lang: str, *, highlight_code: bool) -> str:
+    lang = lang if _LANG_RE.fullmatch(lang) else ""
+    lexer = _lexer_for(lang.lower()) if lang and highlight_code else None
+    if lexer is not None and len(code) <= MAX_HIGHLIGHT:
+        body = highlight(code, lexer, _FORMATTER)
+    else:
+        body = escapeHtml(code)
+    label = escapeHtml(lang or "text")
+    return (
+        f'<div class="code-block" data-lang="{label}"><div class="code-header">'
+        f'<span class="code-lang">{label}</span>'
+        '<button type="button" class="copy-code" data-copy>Copy</button></div>'
+        f'<pre class="{HIGHLIGHT_CLASS}"><code>{body}</code></pre></div>\n'
+    )
+
+
+def _fence_rule_marking_closed(original: Any) -> Any:
+    """Wrap markdown-it's fence rule to record whether the fence has its closing line."""
+
+    def rule(state: StateBlock, start_line: int, end_line: int, silent: bool) -> bool:
+        if not original(state, start_line, end_line, silent):
+            return False
+        if silent:
+            return True
+        token = state.tokens[-1]
+        last = state.line - 1
+        closed = False
+        if last > start_line:
+            text = state.src[state.bMarks[last] + state.tShift[last] : state.eMarks[last]]
+            marker = token.markup
+            closed = (
+                state.sCount[last] - state.blkIndent < 4
+                and text.startswith(marker)
+                and not text.rstrip(" \t").lstrip(marker[0])
+            )
+        token.meta = {**(token.meta or {}), "closed": closed}
+        return True
+
+    return rule
+
+
+# ---------------------------------------------------------------------------------------------
+# The markdown-it instance (built once)
+
+
+def _validate_link(url: str) -> bool:
+    # Only absolute http(s) and mailto: links; anything else stays literal text.
+    return bool(_SAFE_SCHEME_RE.match(url.strip()))
+
+
+_ALIGN_CLASSES = {"text-align:left": "align-left", "text-align:center": "align-center"}
+_ALIGN_CLASSES["text-align:right"] = "align-right"
+
+
+def _table_align_to_class(state: StateCore) -> None:
+    # markdown-it puts alignment in a style attribute; styles are not allowed, classes are.
+    for token in state.tokens:
+        if token.type in ("th_open", "td_open") and token.attrs:
+            style = token.attrs.pop("style", None)
+            if style in _ALIGN_CLASSES:
+                token.attrSet("class", _ALIGN_CLASSES[style])
+
+
+class _Renderer(RendererHTML):
+    def fence(self, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
+        token = tokens[idx]
+        info = unescapeAll(token.info).strip() if token.info else ""
+        lang = info.split(maxsplit=1)[0] if info else ""
+        streaming_open = bool(env.get("streaming")) and not (token.meta or {}).get("closed")
+        return _code_block_html(token.content, lang, highlight_code=not streaming_open)
+
+    def image(self, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
+        token = tokens[idx]
+        alt = self.renderInlineAsText(token.children, options, env).strip() or "image"
+        href = escapeHtml(str(token.attrGet("src") or ""))
+        return f'<a href="{href}" class="md-image-link">🖼 {escapeHtml(alt)}</a>'
+
+    def table_open(
+        self, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType
+    ) -> str:
+        return '<div class="table-wrap"><table>\n'
+
+    def table_close(
+        self, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType
+    ) -> str:
+        return "</table></div>\n"
+
+    def math_inline(
+        self, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType
+    ) -> str:
+        token = tokens[idx]
+        return _math_html(token.content, bool(token.meta.get("display")), as_block=False)
+
+    def math_block(
+        self, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType
+    ) -> str:
+        return _math_html(tokens[idx].content, True, as_block=True)
+
+
+def _build_markdown() -> MarkdownIt:
+    md = MarkdownIt(
+        "commonmark",
+        {"html": False, "linkify": False, "typographer": False},
+        renderer_cls=_Renderer,
+    )
+    md.enable(["table", "strikethrough"])
+    # Links are inline; a reference definition would let later text change earlier blocks.
+    md.disable(["reference", "html_block", "html_inline"])
+    md.validateLink = _validate_link  # type: ignore[method-assign]
+    md.block.ruler.at(
+        "fence",
+        _fence_rule_marking_closed(rules_block.fence),
+        {"alt": ["paragraph", "reference", "blockquote", "list"]},
+    )
+    md.block.ruler.before("fence", "math_block_dollar", _math_block_rule("$$", "$$"))
+    md.block.ruler.before("fence", "math_block_bracket", _math_block_rule("\\[", "\\]"))
+    md.inline.ruler.before("escape", "math_inline", _math_inline_rule)
+    md.core.ruler.push("table_align_to_class", _table_align_to_class)
+    return md
+
+
+_MD = _build_markdown()
+
+# ---------------------------------------------------------------------------------------------
+# The sanitiser (built once)
+
+_MATHML_TAGS = {
+    "math", "semantics", "annotation", "mrow", "mi", "mo", "mn", "ms", "mtext", "mspace",
+    "msup", "msub", "msubsup", "mfrac", "msqrt", "mroot", "mover", "munder", "munderover",
+    "mtable", "mtr", "mtd", "mlabeledtr", "mstyle", "mpadded", "menclose", "mphantom",
+    "merror", "mfenced", "mmultiscripts", "mprescripts", "none",
+}  # fmt: skip
+_MATHML_ATTRS = {
+    "mathvariant", "mathsize", "mathcolor", "mathbackground", "dir",
+    "stretchy", "fence", "separator", "separators", "lspace", "rspace", "minsize", "maxsize",
+    "movablelimits", "largeop", "symmetric", "accent", "accentunder", "form",
+    "displaystyle", "scriptlevel", "notation", "width", "height", "depth", "voffset",
+    "linethickness", "bevelled", "numalign", "denomalign",
+    "columnalign", "columnlines", "columnspacing", "columnspan", "rowalign", "rowlines",
+    "rowspacing", "rowspan", "frame", "framespacing", "equalrows", "equalcolumns",
+    "linebreak", "open", "close", "align", "side",
+}  # fmt: skip
+_HTML_TAGS = {
+    "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "s", "del", "code",
+    "pre", "blockquote", "ul", "ol", "li", "a", "table", "thead", "tbody", "tr", "th", "td",
+    "div", "span", "button",
+}  # fmt: skip
+_PYGMENTS_CLASSES = {cls for cls in STANDARD_TYPES.values() if cls}
+
+_CLEANER = nh3.Cleaner(
+    tags=_HTML_TAGS | _MATHML_TAGS,
+    clean_content_tags={"script", "style", "maction", "template", "noscript", "textarea"},
+    attributes={
+        "a": {"href", "title"},
+        "ol": {"start"},
+        "div": {"data-lang"},
+        "button": {"data-copy"},
+        "annotation": {"encoding"},
+        **{tag: set(_MATHML_ATTRS) for tag in _MATHML_TAGS - {"math", "annotation"}},
+    },
+    tag_attribute_values={
+        "math": {"display": {"inline", "block"}},
+        "button": {"type": {"button"}},
+    },
+    set_tag_attribute_values={"a": {"target": "_blank"}},
+    allowed_classes={
+        "span": _PYGMENTS_CLASSES | {"code-lang"},
+        "div": {"code-block", "code-header", "math-display", "table-wrap"},
+        "pre": {HIGHLIGHT_CLASS, "math-error"},
+        "code": {"math-error"},
+        "a": {"md-image-link"},
+        "button": {"copy-code"},
+        "th": set(_ALIGN_CLASSES.values()),
+        "td": set(_ALIGN_CLASSES.values()),
+    },
+    url_schemes={"http", "https", "mailto"},
+    url_relative="deny",
+    link_rel="noopener noreferrer nofollow",
+    strip_comments=True,
+)
+
+
+def _sanitise(html_text: str) -> str:
+    return _CLEANER.clean(html_text) if html_text else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+
+def _normalise(text: str) -> str:
+    # markdown-it's own normalisation, done up front so the streaming renderer can cut the text
+    # at line boundaries that mean the same thing to the parser.
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\0", "\ufffd")
+
+
+def _render(text: str, *, streaming: bool = False) -> str:
+    if not text:
+        return ""
+    env: dict[str, Any] = {"streaming": True} if streaming else {}
+    return _sanitise(_MD.render(text, env))
+
+
+def render_markdown(text: str) -> str:
+    """The sanitised HTML of a complete message."""
+    return _render(_normalise(text))
+
+
+def render_plain_text(text: str) -> str:
+    """`text` escaped, as paragraphs split at blank lines with line breaks kept as <br>."""
+    paragraphs = re.split(r"\n[ \t]*\n+", _normalise(text).strip("\n"))
+    return "".join(
+        "<p>" + "<br>\n".join(html.escape(line) for line in p.split("\n")) + "</p>\n"
+        for p in paragraphs
+        if p.strip()
+    )
+
+
+_BLANK_LINE_RE = re.compile(r"\n[ \t]*\n")
+
+
+def _find_boundary(text: str) -> int:
+    """Offset in `text` before which every block is final, or 0.
+
+    `text` holds complete lines only. A boundary is the start of a top-level block (as the
+    parser sees it, so never inside a fence, a list, a block quote or display math) whose line
+    is not indented and follows a blank line. Nothing later can change what came before it:
+    the blank line closed the paragraph or table, the non-indented line that is not an item of
+    the same list closed the list or block quote, display math cannot cross a blank line, and
+    there are no reference definitions. Lookahead constructs (a table's delimiter row, a
+    setext underline, a closing fence) only affect the block at or after the boundary.
+    """
+    if not _BLANK_LINE_RE.search(text):
+        return 0
+    tokens: list[Token] = []
+    _MD.block.parse(text, _MD, {}, tokens)
+    starts = sorted(
+        {t.map[0] for t in tokens if t.level == 0 and t.nesting >= 0 and t.map and t.map[0] > 0},
+        reverse=True,
+    )
+    if not starts:
+        return 0
+    lines = text.split("\n")
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    for start in starts:
+        line = lines[start]
+        if line[:1] not in (" ", "\t", "") and not lines[start - 1].strip():
+            return offsets[start]
+    return 0
+
+
+class IncrementalRenderer:
+    """Renders one streaming message: final blocks once, the open last block on each call.
+
+    Invariant: ``stable_html`` + the latest tail is the message so far; every ``append_html``
+    returned by ``render()`` concatenated in order is ``stable_html``; and ``finish()`` equals
+    ``render_markdown`` of everything fed.
+    """
+
+    def __init__(self) -> None:
+        self.stable_html = ""
+        self._pending = ""  # normalised text not yet final (starts at a line start)
+        self._held_cr = False  # a trailing "\r" may be the first half of "\r\n"
+        # Work counters for tests and benchmarks: characters handed to the parser.
+        self.parsed_chars = 0
+        self.finalised_chars = 0
+        self.max_pending = 0
+
+    def feed(self, text: str) -> None:
+        """Append raw answer text, split anywhere."""
+        if self._held_cr:
+            text = "\r" + text
+            self._held_cr = False
+        if text.endswith("\r"):
+            text = text[:-1]
+            self._held_cr = True
+        self._pending += _normalise(text)
+        self.max_pending = max(self.max_pending, len(self._pending))
+
+    def render(self) -> tuple[str, str]:
+        """(HTML of blocks that became final since the last call, HTML of the open tail)."""
+        append_html = ""
+        complete = self._pending[: self._pending.rfind("\n") + 1]
+        if complete:
+            self.parsed_chars += len(complete)
+            cut = _find_boundary(complete)
+            if cut:
+                chunk, self._pending = self._pending[:cut], self._pending[cut:]
+                self.parsed_chars += len(chunk)
+                self.finalised_chars += len(chunk)
+                append_html = _render(chunk)
+                self.stable_html += append_html
+        self.parsed_chars += len(self._pending)
+        return append_html, _render(self._pending, streaming=True)
+
+    def finish(self) -> str:
+        """The full final HTML (equal to ``render_markdown`` of all the text fed)."""
+        if self._held_cr:
+            self._held_cr = False
+            self._pending += "\n"
+        self.parsed_chars += len(self._pending)
+        return self.stable_html + _render(self._pending)
+
+
+def pygments_css() -> str:
+    """Token styles for code blocks: light by default, dark for the dark and system themes."""
+    light = HtmlFormatter(style=PYGMENTS_LIGHT_STYLE)
+    dark = HtmlFormatter(style=PYGMENTS_DARK_STYLE)
+
+    def defs(formatter: HtmlFormatter, prefix: str) -> str:
+        # Only the rules scoped to the prefix: get_style_defs also emits global `pre` and
+        # line-number rules that would leak into the page.
+        return "\n".join(
+            line
+            for line in formatter.get_style_defs(prefix).splitlines()
+            if line.startswith(prefix)
+        )
+
+    cls = f".{HIGHLIGHT_CLASS}"
+    system = defs(dark, f'[data-theme="system"] {cls}')
+    return (
+        f"/* Light: Pygments style {PYGMENTS_LIGHT_STYLE!r}. */\n"
+        f"{defs(light, cls)}\n"
+        f"/* Dark: Pygments style {PYGMENTS_DARK_STYLE!r}. */\n"
+        f"{defs(dark, f'[data-theme={chr(34)}dark{chr(34)}] {cls}')}\n"
+        "@media (prefers-color-scheme: dark) {\n"
+        + "\n".join("  " + line for line in system.splitlines())
+        + "\n}\n"
+    )
+
+
+if __name__ == "__main__":  # python -m conversations.rendering > the generated part of the CSS
+    print(pygments_css(), end="")
