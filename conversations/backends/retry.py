@@ -319,10 +319,13 @@ class HTTPBackend:
         if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
             return BackendError(ErrorKind.BAD_REQUEST, f"bad backend URL {where!r}")
         # Refused, reset before a response, DNS, TLS: the server cannot be talked to now.
-        return BackendError(
-            ErrorKind.UNREACHABLE,
-            redact(f"cannot reach {where}: {describe_transport(exc)}", self.config.api_key),
-        )
+        if isinstance(exc, httpx.ConnectError):
+            detail = (
+                f"cannot connect to {where} (is the server running?): {describe_transport(exc)}"
+            )
+        else:
+            detail = f"no response from {where}: {describe_transport(exc)}"
+        return BackendError(ErrorKind.UNREACHABLE, redact(detail, self.config.api_key))
 
     async def _open(
         self, method: str, path: str, body: dict[str, Any] | None, deadline: float
