@@ -350,7 +350,8 @@ def running(message_uuid: str) -> GenerationRunner | None:
 
 def ensure_maintenance() -> None:
     global _maintenance
-    if _maintenance is None or _maintenance.done():
+    loop = asyncio.get_running_loop()
+    if _maintenance is None or _maintenance.done() or _maintenance.get_loop() is not loop:
         _maintenance = asyncio.create_task(_maintain(), name="generation maintenance")
 
 

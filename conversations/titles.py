@@ -30,6 +30,14 @@ def clean_title(text: str) -> str:
     return first[:60]
 
 
+async def _always_thinks(runner: GenerationRunner) -> bool:
+    from .catalog import backend_models
+
+    assert runner.backend is not None and runner.request is not None
+    models, _error = await backend_models(runner.backend)
+    return any(m.name == runner.request.model and m.thinking == "always" for m in models)
+
+
 async def generate_title(conversation: Conversation, runner: GenerationRunner) -> None:
     """Ask the model that answered for a short title; keep the first-line title on failure."""
     from .actions import announce_conversation
@@ -46,7 +54,8 @@ async def generate_title(conversation: Conversation, runner: GenerationRunner) -
         deep_think=False,
         enhanced_reasoning=False,
         temperature=0.3,
-        max_tokens=400,
+        # A model that always thinks needs room to think before the title.
+        max_tokens=400 if await _always_thinks(runner) else 60,
     )
     parts: list[str] = []
     try:

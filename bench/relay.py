@@ -1,0 +1,369 @@
+#!/usr/bin/env python
+"""Relay benchmark: N concurrent chat streams through r1chat beside the same streams read from
+the model simulator directly, in one run.
+
+    .venv/bin/python bench/relay.py --streams 200 --rate 50 --reasoning 800 --answer 1600
+
+Three processes: the simulator (`manage.py simulate_models`), one r1chat server (Daphne, this
+file with --serve, counting database writes), and this client. Phase 1 reads N streams straight
+from the simulator; phase 2 sends N chat messages at once over N WebSockets and reads the
+frames. Printed: tokens delivered, time to first token added by r1chat (p50/p99), added
+per-frame latency (p50/p99), server CPU seconds per 1,000 tokens, server memory, and database
+writes per message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from bisect import bisect_left
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+# --- the server process ---------------------------------------------------------------------
+
+
+def serve(port: int, writes_file: str) -> None:
+    """Run r1chat under Daphne, counting INSERT/UPDATE/DELETE statements into a file."""
+    import django
+
+    django.setup()
+    from django.db.backends.signals import connection_created
+
+    counter = {"writes": 0}
+    lock = threading.Lock()
+
+    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if sql.lstrip()[:6].upper() in {"INSERT", "UPDATE", "DELETE"}:
+            with lock:
+                counter["writes"] += 1
+        return execute(sql, params, many, context)
+
+    def on_connect(sender: Any, connection: Any, **kwargs: Any) -> None:
+        connection.execute_wrappers.append(count)
+
+    connection_created.connect(on_connect)
+
+    def dump() -> None:
+        while True:
+            Path(writes_file).write_text(json.dumps(counter))
+            time.sleep(0.2)
+
+    threading.Thread(target=dump, daemon=True).start()
+    from daphne.server import Server
+
+    from r1chat.asgi import application
+
+    Server(application, endpoints=[f"tcp:port={port}:interface=127.0.0.1"], verbosity=0).run()
+
+
+# --- phase 1: the simulator directly --------------------------------------------------------
+
+
+async def direct_stream(client: Any, url: str, model: str, results: list[dict[str, Any]]) -> None:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": "How are mass and energy related?"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "thinking": {"type": "enabled"},
+    }
+    start = time.perf_counter()
+    marks: list[tuple[float, int]] = []  # (time since start, cumulative characters)
+    chars = 0
+    first: float | None = None
+    async with client.stream("POST", url, json=body) as response:
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if not chunk.get("choices"):
+                continue
+            delta = chunk["choices"][0].get("delta") or {}
+            text = (delta.get("reasoning_content") or "") + (delta.get("content") or "")
+            if text:
+                now = time.perf_counter() - start
+                first = now if first is None else first
+                chars += len(text)
+                marks.append((now, chars))
+    results.append({"ttft": first, "marks": marks, "chars": chars})
+
+
+async def phase_direct(base_url: str, streams: int, model: str) -> list[dict[str, Any]]:
+    import httpx
+
+    results: list[dict[str, Any]] = []
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=streams)
+    async with httpx.AsyncClient(timeout=None, limits=limits) as client:
+        await asyncio.gather(
+            *(
+                direct_stream(client, f"{base_url}/chat/completions", model, results)
+                for _ in range(streams)
+            )
+        )
+    return results
+
+
+# --- phase 2: through r1chat ----------------------------------------------------------------
+
+
+async def app_stream(
+    url: str, cookie: str, results: list[dict[str, Any]], go: asyncio.Event
+) -> None:
+    from websockets.asyncio.client import connect
+
+    async with connect(
+        url, origin="http://127.0.0.1", additional_headers={"Cookie": cookie}, max_size=2**24
+    ) as ws:  # type: ignore[arg-type]
+        await go.wait()
+        start = time.perf_counter()
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "send",
+                    "conversation": None,
+                    "content": "How are mass and energy related?",
+                    "client_id": os.urandom(8).hex(),
+                    "settings": {"deep_think": True},
+                }
+            )
+        )
+        marks: list[tuple[float, int]] = []
+        chars = 0
+        first: float | None = None
+        status = None
+        seqs: list[int] = []
+        async for raw in ws:
+            frame = json.loads(raw)
+            kind = frame["type"]
+            if kind == "generation.delta":
+                text = frame.get("reasoning", "") + frame.get("answer", "")
+                seqs.append(frame["seq"])
+                if text:
+                    now = time.perf_counter() - start
+                    first = now if first is None else first
+                    chars += len(text)
+                    marks.append((now, chars))
+            elif kind == "generation.done":
+                status = frame["status"]
+                break
+            elif kind == "error":
+                status = "error:" + frame["code"]
+                break
+    gapless = seqs == list(range(1, len(seqs) + 1))
+    results.append(
+        {"ttft": first, "marks": marks, "chars": chars, "status": status, "gapless": gapless}
+    )
+
+
+async def phase_app(port: int, cookies: list[str]) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    go = asyncio.Event()
+    url = f"ws://127.0.0.1:{port}/ws/chat/"
+    tasks = [asyncio.create_task(app_stream(url, cookie, results, go)) for cookie in cookies]
+    await asyncio.sleep(2.0)  # every socket open before the burst
+    go.set()
+    await asyncio.gather(*tasks)
+    return results
+
+
+def frame_latencies(app: list[dict[str, Any]], direct: list[dict[str, Any]]) -> list[float]:
+    """Each frame's arrival (after the first) beside when the simulator's own reader got the
+    same text, both measured from each stream's first token."""
+    # The simulator sends every stream on the same schedule, so take the median direct stream
+    # as the reference clock: characters → seconds after the first token.
+    reference = sorted(direct, key=lambda d: d["marks"][-1][0])[len(direct) // 2]
+    ref_chars = [c for _, c in reference["marks"]]
+    ref_times = [t - reference["marks"][0][0] for t, _ in reference["marks"]]
+    out = []
+    for result in app:
+        if not result["marks"]:
+            continue
+        t0 = result["marks"][0][0]
+        for t, chars in result["marks"][1:]:
+            i = min(bisect_left(ref_chars, chars), len(ref_times) - 1)
+            out.append((t - t0) - ref_times[i])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--reasoning", type=int, default=800)
+    parser.add_argument("--answer", type=int, default=1600)
+    parser.add_argument("--model", default="deepseek-v4-flash")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--writes-file", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.writes_file)
+        return
+
+    import psutil
+
+    data_dir = tempfile.mkdtemp(prefix="r1chat-bench-")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "r1chat.settings",
+        "R1CHAT_DATA_DIR": data_dir,
+        "DEBUG": "0",
+        "R1CHAT_HTTPS": "0",
+        "R1CHAT_STATIC_MANIFEST": "0",
+        "R1CHAT_SIMULATOR": "off",
+        "R1CHAT_SEND_RATE_PER_MINUTE": "1000",
+        "LOG_LEVEL": "WARNING",
+    }
+    os.environ.update(env)
+    subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    sim_port, app_port = free_port(), free_port()
+    writes_file = str(Path(data_dir) / "writes.json")
+    sim = subprocess.Popen(
+        [PYTHON, "manage.py", "simulate_models", "--port", str(sim_port), "--rate", str(args.rate),
+         "--reasoning-tokens", str(args.reasoning), "--answer-tokens", str(args.answer)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    server = subprocess.Popen(
+        [PYTHON, __file__, "--serve", str(app_port), "--writes-file", writes_file],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        import django
+
+        django.setup()
+        from conversations.models import Backend
+        from tests.chat_support import make_user, session_cookie
+
+        base_url = f"http://127.0.0.1:{sim_port}"
+        Backend.objects.create(name="Simulator", kind="openai", base_url=base_url,
+                               default_model=args.model)  # fmt: skip
+        cookies = [session_cookie(make_user(f"bench{i}")) for i in range(args.streams)]
+        _wait_for(f"http://127.0.0.1:{app_port}/healthz")
+        _wait_for(f"{base_url}/models")
+
+        print(f"r1chat relay benchmark: {args.streams} streams × {args.rate:g} tokens/s, "
+              f"{args.reasoning} reasoning + {args.answer} answer tokens each")  # fmt: skip
+        t = time.perf_counter()
+        direct = asyncio.run(phase_direct(base_url, args.streams, args.model))
+        print(f"  phase 1 (simulator directly): {time.perf_counter() - t:.1f} s")
+
+        proc = psutil.Process(server.pid)
+        rss_idle = proc.memory_info().rss
+        writes_before = json.loads(Path(writes_file).read_text())["writes"]
+        peak = {"rss": rss_idle}
+        sampling = threading.Event()
+
+        def sample() -> None:
+            while not sampling.is_set():
+                peak["rss"] = max(peak["rss"], proc.memory_info().rss)
+                time.sleep(0.2)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        cpu_before = proc.cpu_times()
+        t = time.perf_counter()
+        app = asyncio.run(phase_app(app_port, cookies))
+        elapsed = time.perf_counter() - t
+        cpu_after = proc.cpu_times()
+        sampling.set()
+        time.sleep(1.5)  # the last persistence writes and title requests settle
+        writes = json.loads(Path(writes_file).read_text())["writes"] - writes_before
+        print(f"  phase 2 (through r1chat):     {elapsed:.1f} s")
+        _report(args, direct, app, cpu_before, cpu_after, rss_idle, peak["rss"], writes)
+    finally:
+        server.terminate()
+        sim.terminate()
+        server.wait(10)
+        sim.wait(10)
+
+
+def _wait_for(url: str, timeout: float = 30.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up")
+
+
+def _report(args: Any, direct: list, app: list, cpu0: Any, cpu1: Any, rss_idle: int, rss_peak: int,
+            writes: int) -> None:  # fmt: skip
+    expected_chars = statistics.median(d["chars"] for d in direct)
+    complete = [a for a in app if a["status"] == "complete"]
+    whole = [a for a in complete if a["chars"] >= expected_chars - 2]
+    gapless = sum(a["gapless"] for a in app)
+    tokens = args.streams * (args.reasoning + args.answer)
+    delivered = tokens * len(whole) // max(1, args.streams)
+    d_ttft = [d["ttft"] for d in direct if d["ttft"] is not None]
+    a_ttft = [a["ttft"] for a in app if a["ttft"] is not None]
+    lat = frame_latencies(app, direct)
+    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+    statuses: dict[str, int] = {}
+    for a in app:
+        statuses[str(a["status"])] = statuses.get(str(a["status"]), 0) + 1
+    ms = 1000.0
+    rows = [
+        ("streams complete", f"{len(complete)}/{args.streams} {statuses}"),
+        (
+            "tokens delivered",
+            f"{delivered:,}/{tokens:,} ({len(whole)} streams with every character, "
+            f"{gapless} with gapless seq)",
+        ),
+        ("simulator TTFT p50/p99", f"{pct(d_ttft, 50) * ms:.1f} / {pct(d_ttft, 99) * ms:.1f} ms"),
+        ("r1chat TTFT p50/p99", f"{pct(a_ttft, 50) * ms:.1f} / {pct(a_ttft, 99) * ms:.1f} ms"),
+        (
+            "added TTFT p50/p99",
+            f"{(pct(a_ttft, 50) - pct(d_ttft, 50)) * ms:.1f} / "
+            f"{(pct(a_ttft, 99) - pct(d_ttft, 99)) * ms:.1f} ms",
+        ),
+        (
+            "added per-frame latency p50/p99",
+            f"{pct(lat, 50) * ms:.1f} / {pct(lat, 99) * ms:.1f} ms ({len(lat):,} frames)",
+        ),
+        ("server CPU", f"{cpu:.2f} s = {cpu / (tokens / 1000):.4f} CPU-s per 1,000 tokens"),
+        ("server RSS idle/peak", f"{rss_idle / 2**20:.0f} / {rss_peak / 2**20:.0f} MiB"),
+        (
+            "database writes per message",
+            f"{writes / max(1, args.streams):.1f} ({writes} in all, conversations and titles "
+            "included)",
+        ),
+    ]
+    for label, value in rows:
+        print(f"  {label + ':':<34}{value}")
+
+
+if __name__ == "__main__":
+    main()

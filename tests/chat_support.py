@@ -1,0 +1,109 @@
+"""Helpers for tests that talk to the chat socket through the real ASGI application."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.sessions.backends.db import SessionStore
+
+from conversations.models import Backend
+
+PASSWORD = "correct horse battery staple"
+
+
+def make_user(name: str, **extra: Any) -> Any:
+    user = get_user_model().objects.create_user(
+        username=name, email=f"{name}@example.com", password=PASSWORD, **extra
+    )
+    # Verified, so the accounts rules let this person chat.
+    try:
+        from allauth.account.models import EmailAddress
+
+        EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    except ImportError:  # pragma: no cover
+        pass
+    return user
+
+
+def session_cookie(user: Any) -> str:
+    store = SessionStore()
+    store[SESSION_KEY] = str(user.pk)
+    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    store.save()
+    return f"{settings.SESSION_COOKIE_NAME}={store.session_key}"
+
+
+def make_backend(base_url: str, kind: str = "openai", **extra: Any) -> Backend:
+    defaults = {"idle_timeout": 5.0, "no_data_timeout": 5.0, "total_timeout": 30.0}
+    defaults.update(extra)
+    return Backend.objects.create(
+        name=f"sim-{uuid.uuid4().hex[:6]}", kind=kind, base_url=base_url, **defaults
+    )
+
+
+class Tab:
+    """One browser tab's socket."""
+
+    def __init__(self, communicator: WebsocketCommunicator) -> None:
+        self.ws = communicator
+        self.frames: list[dict[str, Any]] = []
+
+    @classmethod
+    async def open(cls, user: Any, origin: str = "http://localhost") -> Tab:
+        cookie = await sync_to_async(session_cookie)(user)
+        headers = [
+            (b"origin", origin.encode()),
+            (b"host", b"localhost"),
+            (b"cookie", cookie.encode()),
+        ]
+        from r1chat.asgi import application
+
+        tab = cls(WebsocketCommunicator(application, "/ws/chat/", headers=headers))
+        connected, _ = await tab.ws.connect()
+        assert connected
+        return tab
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.ws.send_json_to(frame)
+
+    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        frame = await self.ws.receive_json_from(timeout=timeout)
+        self.frames.append(frame)
+        return frame
+
+    async def until(self, kind: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
+        """Frames until one of `kind` (matching the given fields) arrives; returns it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"no {kind} frame; got {[f['type'] for f in self.frames]}")
+            frame = await self.recv(timeout=remaining)
+            if frame["type"] == kind and all(frame.get(k) == v for k, v in match.items()):
+                return frame
+
+    async def close(self) -> None:
+        await self.ws.disconnect()
+
+
+def assemble(frames: list[dict[str, Any]], message_id: str) -> tuple[str, str, list[int]]:
+    """The reasoning and answer a client shows after these frames, and the seqs it applied."""
+    reasoning, answer, seqs = "", "", []
+    for frame in frames:
+        if frame.get("message") != message_id:
+            continue
+        if frame["type"] == "generation.snapshot":
+            reasoning, answer, seqs = frame["reasoning"], frame["answer"], [frame["seq"]]
+        elif frame["type"] == "generation.delta":
+            reasoning += frame.get("reasoning", "")
+            answer += frame.get("answer", "")
+            seqs.append(frame["seq"])
+    return reasoning, answer, seqs

@@ -1,0 +1,481 @@
+"""The chat socket through the real ASGI application, against the simulator over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.utils import timezone
+
+from conversations.models import Conversation, Message
+from conversations.simulator import Scenario
+from tests.chat_support import Tab, assemble, make_backend, make_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_layer_and_clients():
+    """Each test has its own event loop: no channel layer or HTTP client from an old one."""
+    from channels.layers import channel_layers
+
+    from conversations import backends
+
+    channel_layers.backends.clear()
+    backends._backends.clear()
+    yield
+    channel_layers.backends.clear()
+    backends._backends.clear()
+
+
+@pytest.fixture
+def sim(simulator):
+    simulator.reset()
+    yield simulator
+    simulator.reset()
+
+
+@pytest.fixture
+async def alice(sim):
+    # Alice owns the conversations; Bob may see none of them.
+    user = await sync_to_async(make_user)("alice")
+    backend = await sync_to_async(make_backend)(sim.base_url)
+    return user, backend
+
+
+async def _send(tab: Tab, content: str = "How are mass and energy related?", **extra):
+    frame = {"type": "send", "conversation": None, "content": content,
+             "client_id": uuid.uuid4().hex, **extra}  # fmt: skip
+    await tab.send(frame)
+    created = await tab.until("conversation.created")
+    user_msg = await tab.until("message.created")
+    reply = await tab.until("message.created")
+    assert user_msg["message"]["role"] == "user" and reply["message"]["role"] == "assistant"
+    return created["conversation"]["id"], user_msg["message"]["id"], reply["message"]["id"]
+
+
+# --- connecting ---------------------------------------------------------------------------
+
+
+async def test_socket_without_sign_in_is_closed():
+    from r1chat.asgi import application
+
+    ws = WebsocketCommunicator(application, "/ws/chat/", headers=[(b"origin", b"http://localhost")])
+    connected, code = await ws.connect()
+    assert not connected
+    assert code == 4401
+
+
+async def test_foreign_origin_is_rejected(alice):
+    user, _backend = alice
+    with pytest.raises(AssertionError):
+        await Tab.open(user, origin="http://evil.example")
+
+
+async def test_missing_origin_is_rejected(alice):
+    from r1chat.asgi import application
+
+    ws = WebsocketCommunicator(application, "/ws/chat/", headers=[(b"host", b"localhost")])
+    connected, _ = await ws.connect()
+    assert not connected
+
+
+# --- bad frames ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("not json", "invalid_json"),
+        ("[1, 2]", "invalid"),
+        ('{"type": "dance"}', "unknown_type"),
+        ('{"type": "send", "conversation": null, "content": 5, "client_id": "a"}', "invalid"),
+        ('{"type": "send", "conversation": null, "content": "  ", "client_id": "a"}', "empty"),
+        ('{"type": "send", "conversation": null, "content": "hi"}', "invalid"),
+        ('{"type": "send", "conversation": 7, "content": "hi", "client_id": "a"}', "invalid"),
+        ('{"type": "stop", "message": "not-a-uuid"}', "not_found"),
+        ('{"type": "send", "conversation": null, "content": "hi", "client_id": "a", '
+         '"settings": {"temperature": "hot"}}', "invalid"),
+        ('{"type": "send", "conversation": null, "content": "hi", "client_id": "a", '
+         '"settings": {"temperature": 9}}', "invalid"),
+        ('{"type": "send", "conversation": null, "content": "hi", "client_id": "a", '
+         '"settings": {"evil": 1}}', "invalid"),
+    ],
+)  # fmt: skip
+async def test_a_bad_frame_gets_an_error_and_the_socket_stays_open(alice, raw, code):
+    user, _backend = alice
+    tab = await Tab.open(user)
+    await tab.ws.send_to(text_data=raw)
+    error = await tab.until("error")
+    assert error["code"] == code
+    assert error["detail"]
+    # Still serving: a good frame works afterwards.
+    await tab.send({"type": "subscribe", "conversation": None})
+    await tab.send({"type": "stop", "message": str(uuid.uuid4())})
+    assert (await tab.until("error"))["code"] == "not_found"
+    await tab.close()
+
+
+async def test_an_oversized_message_is_refused_and_nothing_is_stored(alice):
+    user, _backend = alice
+    tab = await Tab.open(user)
+    await tab.send(
+        {"type": "send", "conversation": None, "content": "x" * 100_001, "client_id": "big"}
+    )
+    assert (await tab.until("error"))["code"] in {"too_long", "too_large"}
+    assert await Message.objects.acount() == 0
+    await tab.close()
+
+
+# --- a whole generation ---------------------------------------------------------------------
+
+
+async def test_send_streams_reasoning_then_answer_and_saves_it(alice, sim):
+    user, _backend = alice
+    tab = await Tab.open(user)
+    conv_id, _user_msg, reply_id = await _send(tab)
+    done = await tab.until("generation.done", message=reply_id)
+    assert done["status"] == "complete"
+    reasoning, answer, seqs = assemble(tab.frames, reply_id)
+    assert (reasoning, answer) == sim.expected()
+    assert seqs == list(range(1, len(seqs) + 1)), "frames carry consecutive sequence numbers"
+    assert done["seq"] == seqs[-1] + 1
+    assert "<math" in done["html"] and "highlight" in done["html"]
+    message = await Message.objects.aget(uuid=reply_id)
+    assert message.status == "complete"
+    assert (message.reasoning, message.content) == sim.expected()
+    assert message.html == done["html"]
+    assert message.usage.get("completion_tokens")
+    assert message.reasoning_started_at <= message.answer_started_at <= message.finished_at
+    assert done["timings"]["thought_seconds"] is not None
+    conversation = await Conversation.objects.aget(uuid=conv_id)
+    assert conversation.title.startswith("How are mass and energy")
+    # Reasoning is never sent back to a model: the history went out as {role, content}.
+    chat = next(r for r in sim.requests if r.path.endswith("/chat/completions"))
+    assert chat.body["messages"] == [
+        {"role": "user", "content": "How are mass and energy related?"}
+    ]
+    await tab.close()
+
+
+async def test_a_follow_up_sends_the_history_without_reasoning(alice, sim):
+    user, _backend = alice
+    tab = await Tab.open(user)
+    conv_id, _u, reply_id = await _send(tab)
+    await tab.until("generation.done", message=reply_id)
+    await tab.send({"type": "send", "conversation": conv_id, "content": "And for a kilogram?",
+                    "client_id": "second"})  # fmt: skip
+    second = await tab.until("message.created", conversation=conv_id)
+    second = await tab.until("message.created", conversation=conv_id)
+    await tab.until("generation.done", message=second["message"]["id"])
+    chats = [r for r in sim.requests if r.path.endswith("/chat/completions")]
+    sent = chats[-1].body["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+    assert sent[1]["content"] == sim.expected()[1]
+    assert all(set(m) == {"role", "content"} for m in sent)
+    assert "<think>" not in str(sent) and sim.expected()[0] not in str(sent)
+    await tab.close()
+
+
+async def test_the_same_client_id_twice_makes_one_message(alice):
+    user, _backend = alice
+    tab = await Tab.open(user)
+    frame = {"type": "send", "conversation": None, "content": "hello", "client_id": "once"}
+    await tab.send(frame)
+    await tab.send(frame)
+    duplicate = await tab.until("error")
+    assert duplicate["code"] == "duplicate" and duplicate["ref"] == "once"
+    reply = None
+    while reply is None:
+        frame_in = await tab.until("message.created")
+        if frame_in["message"]["role"] == "assistant":
+            reply = frame_in["message"]["id"]
+    await tab.until("generation.done", message=reply)
+    assert await Message.objects.filter(role="user").acount() == 1
+    assert await Message.objects.filter(role="assistant").acount() == 1
+    assert await Conversation.objects.acount() == 1
+    await tab.close()
+
+
+async def test_stop_closes_the_upstream_connection_within_a_second(alice, sim):
+    user, _backend = alice
+    sim.scenario = Scenario(token_rate=20)
+    tab = await Tab.open(user)
+    _conv, _u, reply_id = await _send(tab)
+    await tab.until("generation.delta", message=reply_id)
+    stopped_at = asyncio.get_running_loop().time()
+    await tab.send({"type": "stop", "message": reply_id})
+    request = await sim.await_disconnect(1.0)
+    assert request is not None and request.client_disconnected
+    done = await tab.until("generation.done", message=reply_id)
+    assert done["status"] == "stopped"
+    assert asyncio.get_running_loop().time() - stopped_at < 1.0
+    message = await Message.objects.aget(uuid=reply_id)
+    assert message.status == "stopped" and message.reasoning  # partial text kept
+    # A new prompt is accepted at once.
+    conv_id = str((await Conversation.objects.aget()).uuid)
+    sim.scenario = Scenario()
+    await tab.send({"type": "send", "conversation": conv_id, "content": "again", "client_id": "2"})
+    await tab.until("message.created", conversation=conv_id)
+    await tab.close()
+
+
+async def test_disconnecting_mid_stream_does_not_stop_the_generation(alice, sim):
+    user, _backend = alice
+    sim.scenario = Scenario(token_rate=400)
+    tab = await Tab.open(user)
+    _conv, _u, reply_id = await _send(tab)
+    await tab.until("generation.delta", message=reply_id)
+    await tab.close()
+    for _ in range(100):
+        message = await Message.objects.aget(uuid=reply_id)
+        if message.status != "streaming":
+            break
+        await asyncio.sleep(0.1)
+    assert message.status == "complete"
+    assert (message.reasoning, message.content) == sim.expected()
+
+
+async def test_a_tab_that_subscribes_mid_stream_gets_everything_once(alice, sim):
+    user, _backend = alice
+    sim.scenario = Scenario(token_rate=150)
+    first = await Tab.open(user)
+    conv_id, _u, reply_id = await _send(first)
+    await first.until("generation.delta", message=reply_id)
+    await asyncio.sleep(0.3)
+    second = await Tab.open(user)
+    await second.send({"type": "subscribe", "conversation": conv_id})
+    snapshot = await second.until("generation.snapshot", message=reply_id)
+    assert snapshot["seq"] >= 1 and snapshot["reasoning"]
+    await second.until("generation.done", message=reply_id)
+    await first.until("generation.done", message=reply_id)
+    for tab in (first, second):
+        reasoning, answer, seqs = assemble(tab.frames, reply_id)
+        assert (reasoning, answer) == sim.expected()
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "no gap, no duplicate"
+    await first.close()
+    await second.close()
+
+
+async def test_a_dead_generation_is_shown_as_interrupted_with_its_text(alice):
+    user, backend = alice
+
+    def make_dead() -> tuple[str, str]:
+        conversation = Conversation.objects.create(owner=user, title="old")
+        question = Message.objects.create(conversation=conversation, role="user", content="q")
+        old = timezone.now() - dt.timedelta(minutes=5)
+        reply = Message.objects.create(
+            conversation=conversation, parent=question, role="assistant", status="streaming",
+            reasoning="I was thinking", content="Half an ans", heartbeat_at=old, created_at=old,
+            backend=backend,
+        )  # fmt: skip
+        return str(conversation.uuid), str(reply.uuid)
+
+    conv_id, reply_id = await sync_to_async(make_dead)()
+    tab = await Tab.open(user)
+    await tab.send({"type": "subscribe", "conversation": conv_id})
+    done = await tab.until("generation.done", message=reply_id)
+    assert done["status"] == "interrupted"
+    assert done["error"]["retryable"] is True
+    message = await Message.objects.aget(uuid=reply_id)
+    assert message.status == "interrupted"
+    assert (message.reasoning, message.content) == ("I was thinking", "Half an ans")
+    await tab.close()
+
+
+# --- versions -------------------------------------------------------------------------------
+
+
+async def test_regenerate_keeps_both_versions_and_switch_follows_the_chosen_one(alice, sim):
+    user, _backend = alice
+    tab = await Tab.open(user)
+    conv_id, user_id, first_id = await _send(tab)
+    await tab.until("generation.done", message=first_id)
+    sim.scenario = Scenario(answer_text="A second answer.")
+    await tab.send({"type": "regenerate", "message": first_id})
+    created = await tab.until("message.created", conversation=conv_id)
+    second_id = created["message"]["id"]
+    assert created["message"]["parent"] == user_id
+    assert created["message"]["versions"]["count"] == 2
+    await tab.until("generation.done", message=second_id)
+    await tab.send({"type": "switch", "message": first_id})
+    thread = await tab.until("thread", conversation=conv_id)
+    assert [m["id"] for m in thread["messages"]] == [user_id, first_id]
+    assert thread["messages"][1]["versions"] == {
+        "index": 1,
+        "count": 2,
+        "ids": [first_id, second_id],
+    }
+    await tab.send({"type": "switch", "message": second_id})
+    thread = await tab.until("thread", conversation=conv_id)
+    assert thread["messages"][1]["content"] == "A second answer."
+    await tab.close()
+
+
+async def test_edit_makes_a_new_version_of_the_question(alice, sim):
+    user, _backend = alice
+    tab = await Tab.open(user)
+    conv_id, user_id, first_id = await _send(tab)
+    await tab.until("generation.done", message=first_id)
+    await tab.send({"type": "edit", "message": user_id, "content": "What about momentum?"})
+    edited = await tab.until("message.created", conversation=conv_id)
+    reply = await tab.until("message.created", conversation=conv_id)
+    assert edited["message"]["content"] == "What about momentum?"
+    assert edited["message"]["versions"]["count"] == 2
+    await tab.until("generation.done", message=reply["message"]["id"])
+    chats = [r for r in sim.requests if r.path.endswith("/chat/completions")]
+    assert chats[-1].body["messages"] == [{"role": "user", "content": "What about momentum?"}]
+    await tab.send({"type": "switch", "message": user_id})
+    thread = await tab.until("thread", conversation=conv_id)
+    assert [m["id"] for m in thread["messages"]] == [user_id, first_id]
+    await tab.close()
+
+
+# --- other people's ids ---------------------------------------------------------------------
+
+
+async def test_another_users_ids_are_not_found_everywhere(alice):
+    user, _backend = alice
+    tab = await Tab.open(user)
+    conv_id, user_msg, reply_id = await _send(tab)
+    await tab.until("generation.done", message=reply_id)
+    bob = await sync_to_async(make_user)("bob")
+    intruder = await Tab.open(bob)
+    frames = [
+        {"type": "subscribe", "conversation": conv_id},
+        {"type": "send", "conversation": conv_id, "content": "mine now", "client_id": "x"},
+        {
+            "type": "send",
+            "conversation": None,
+            "content": "x",
+            "client_id": "y",
+            "parent": reply_id,
+        },
+        {"type": "stop", "message": reply_id},
+        {"type": "regenerate", "message": reply_id},
+        {"type": "edit", "message": user_msg, "content": "changed"},
+        {"type": "switch", "message": reply_id},
+    ]
+    for frame in frames:
+        await intruder.send(frame)
+        error = await intruder.until("error")
+        assert error["code"] == "not_found", frame
+    assert await Message.objects.acount() == 2
+    assert await Conversation.objects.filter(owner=bob).acount() == 0
+    await intruder.close()
+    await tab.close()
+
+
+# --- backend failures -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scenario", "code"),
+    [
+        (Scenario(fault="http_error", http_status=401), "auth"),
+        (Scenario(fault="http_error", http_status=402), "no_balance"),
+        (Scenario(fault="http_error", http_status=429), "rate_limited"),
+        (Scenario(fault="http_error", http_status=500), "server"),
+        (Scenario(fault="http_error", http_status=503), "overloaded"),
+        (Scenario(fault="http_error", http_status=404), "model_not_found"),
+        (Scenario(fault="content_filter"), "content_filter"),
+        (Scenario(fault="drop", fault_after_tokens=5), "truncated"),
+        (Scenario(fault="midstream_error", fault_after_tokens=5), "stream"),
+        (Scenario(fault="stall", fault_after_tokens=3, stall_seconds=5), "timeout"),
+    ],
+)
+async def test_every_backend_failure_is_told_in_words(alice, sim, scenario, code):
+    user, backend = alice
+    backend.max_tries = 1
+    backend.idle_timeout = 0.5
+    await backend.asave()
+    sim.scenario = scenario
+    tab = await Tab.open(user)
+    _conv, _u, reply_id = await _send(tab)
+    done = await tab.until("generation.done", message=reply_id)
+    assert done["status"] == "error"
+    assert done["error"]["code"] == code
+    assert len(done["error"]["message"]) > 20
+    message = await Message.objects.aget(uuid=reply_id)
+    assert message.status == "error" and message.error_code == code
+    if scenario.fault in {"drop", "midstream_error", "stall"}:
+        assert message.reasoning, "partial text is kept"
+    await tab.close()
+
+
+async def test_an_unreachable_backend_is_told_and_no_key_leaks(alice):
+    user, backend = alice
+    backend.base_url = "http://127.0.0.1:9"
+    backend.api_key = "sk-very-secret-key-0123456789"
+    backend.max_tries = 1
+    await backend.asave()
+    tab = await Tab.open(user)
+    _conv, _u, reply_id = await _send(tab)
+    done = await tab.until("generation.done", message=reply_id)
+    assert done["error"]["code"] == "unreachable" and done["error"]["retryable"]
+    assert all("sk-very-secret" not in str(frame) for frame in tab.frames)
+    await tab.close()
+
+
+async def test_a_model_that_cannot_think_says_so(alice, sim):
+    user, backend = alice
+    backend.kind = "ollama"
+    backend.default_model = "llama3.2:sim"
+    await backend.asave()
+    tab = await Tab.open(user)
+    _conv, _u, reply_id = await _send(tab, settings={"model": "llama3.2:sim", "deep_think": True})
+    done = await tab.until("generation.done", message=reply_id)
+    # The catalog knows the model cannot think, so Deep Think is off rather than an error.
+    assert done["status"] == "complete"
+    chat = [r for r in sim.requests if r.path == "/api/chat"][-1]
+    assert chat.body.get("think") in (None, False)
+    await tab.close()
+
+
+# --- throttling and revocation -----------------------------------------------------------
+
+
+async def test_a_flood_of_sends_is_throttled_with_a_visible_error(alice, settings):
+    user, _backend = alice
+    import conversations.actions as actions
+
+    limit = actions.SEND_RATE_PER_MINUTE
+    actions.SEND_RATE_PER_MINUTE = 2
+    try:
+        tab = await Tab.open(user)
+        conv_id, _u, reply_id = await _send(tab)
+        await tab.until("generation.done", message=reply_id)
+        await tab.send({"type": "send", "conversation": conv_id, "content": "2", "client_id": "2"})
+        await tab.until("message.created", conversation=conv_id)
+        await tab.until("generation.done")
+        await tab.send({"type": "send", "conversation": conv_id, "content": "3", "client_id": "3"})
+        assert (await tab.until("error"))["code"] == "throttled"
+    finally:
+        actions.SEND_RATE_PER_MINUTE = limit
+    await tab.close()
+
+
+async def test_one_generation_at_a_time_per_conversation(alice, sim):
+    user, _backend = alice
+    sim.scenario = Scenario(token_rate=30)
+    tab = await Tab.open(user)
+    conv_id, _u, reply_id = await _send(tab)
+    await tab.send({"type": "send", "conversation": conv_id, "content": "more", "client_id": "b"})
+    assert (await tab.until("error"))["code"] == "busy"
+    await tab.send({"type": "stop", "message": reply_id})
+    await tab.until("generation.done", message=reply_id)
+    await tab.close()
+
+
+async def test_a_revoked_session_closes_the_socket(alice):
+    from channels.layers import get_channel_layer
+
+    user, _backend = alice
+    tab = await Tab.open(user)
+    await get_channel_layer().group_send(f"user.{user.pk}", {"type": "user.revoked"})
+    output = await tab.ws.receive_output(timeout=2)
+    assert output["type"] == "websocket.close"
