@@ -388,9 +388,9 @@ _CLEANER = nh3.Cleaner(
     },
     tag_attribute_values={
         "math": {"display": {"inline", "block"}},
-        "button": {"type": {"button"}},
     },
-    set_tag_attribute_values={"a": {"target": "_blank"}},
+    # Every link opens a new tab; a button can never submit anything.
+    set_tag_attribute_values={"a": {"target": "_blank"}, "button": {"type": "button"}},
     allowed_classes={
         "span": _PYGMENTS_CLASSES | {"code-lang"},
         "div": {"code-block", "code-header", "math-display", "table-wrap"},
@@ -445,21 +445,29 @@ def render_plain_text(text: str) -> str:
 
 
 _BLANK_LINE_RE = re.compile(r"\n[ \t]*\n")
+# A line starting with one of these may still turn out to be an item of the list above it.
+_MAYBE_LIST_ITEM = frozenset(" \t-+*0123456789")
 
 
 def _find_boundary(text: str) -> int:
     """Offset in `text` before which every block is final, or 0.
 
-    `text` holds complete lines only. A boundary is the start of a top-level block (as the
-    parser sees it, so never inside a fence, a list, a block quote or display math) whose line
-    is not indented and follows a blank line. Nothing later can change what came before it:
-    the blank line closed the paragraph or table, the non-indented line that is not an item of
-    the same list closed the list or block quote, display math cannot cross a blank line, and
-    there are no reference definitions. Lookahead constructs (a table's delimiter row, a
-    setext underline, a closing fence) only affect the block at or after the boundary.
+    A boundary is the start of a top-level block (as the parser sees it, so never inside a
+    fence, a list, a block quote or display math) whose line follows a blank line and starts
+    at column 0. Nothing later can change what came before it: the blank line closed the
+    paragraph or table, a non-indented line that is not an item of the same list closed the
+    list or block quote, display math cannot cross a blank line, and there are no reference
+    definitions. Lookahead constructs (a table's delimiter row, a setext underline, a closing
+    fence) only affect the block at or after the boundary. The last line of `text` may be
+    unfinished: it can start a block only if its first character cannot begin a list item
+    (`1` may yet become `1.` and continue the list above).
     """
     if not _BLANK_LINE_RE.search(text):
         return 0
+    if not text.endswith("\n"):
+        partial_start = text.rfind("\n") + 1
+        if text[partial_start] in _MAYBE_LIST_ITEM:
+            text = text[:partial_start]
     tokens: list[Token] = []
     _MD.block.parse(text, _MD, {}, tokens)
     starts = sorted(
@@ -474,7 +482,7 @@ def _find_boundary(text: str) -> int:
         offsets.append(offsets[-1] + len(line) + 1)
     for start in starts:
         line = lines[start]
-        if line[:1] not in (" ", "\t", "") and not lines[start - 1].strip():
+        if line[:1] not in ("", " ", "\t") and not lines[start - 1].strip():
             return offsets[start]
     return 0
 
@@ -510,10 +518,9 @@ class IncrementalRenderer:
     def render(self) -> tuple[str, str]:
         """(HTML of blocks that became final since the last call, HTML of the open tail)."""
         append_html = ""
-        complete = self._pending[: self._pending.rfind("\n") + 1]
-        if complete:
-            self.parsed_chars += len(complete)
-            cut = _find_boundary(complete)
+        if "\n" in self._pending:
+            self.parsed_chars += len(self._pending)
+            cut = _find_boundary(self._pending)
             if cut:
                 chunk, self._pending = self._pending[:cut], self._pending[cut:]
                 self.parsed_chars += len(chunk)
