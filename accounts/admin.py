@@ -1,10 +1,16 @@
 from __future__ import annotations
 
-from django.contrib import admin
-from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
-from django.utils.translation import gettext_lazy as _
+from typing import Any
 
-from .models import User
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from .models import Invitation, User
 
 
 @admin.register(User)
@@ -14,12 +20,62 @@ class UserAdmin(BaseUserAdmin):
         "email",
         "phone",
         "phone_verified",
+        "approved",
         "is_active",
         "is_staff",
         "date_joined",
     )
+    list_filter = (*BaseUserAdmin.list_filter, "approved", "phone_verified")
     search_fields = ("username", "email", "phone")
     fieldsets = (
         *BaseUserAdmin.fieldsets,
         (_("Phone"), {"fields": ("phone", "phone_verified")}),
+        (
+            _("Access and preferences"),
+            {"fields": ("approved", "language", "theme", "chat_defaults")},
+        ),
     )
+    actions = ["approve"]
+
+    @admin.action(description=_("Approve the selected accounts"), permissions=["change"])
+    def approve(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        count = queryset.filter(approved=False).update(approved=True)
+        self.message_user(
+            request,
+            ngettext("%(count)d account approved.", "%(count)d accounts approved.", count)
+            % {"count": count},
+            messages.SUCCESS,
+        )
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "invite_link", "created_by", "created_at", "expires_at", "used_by")
+    list_filter = ("created_at", "expires_at")
+    search_fields = ("note", "token")
+    readonly_fields = ("token", "invite_link", "created_by", "created_at", "used_by", "used_at")
+    fields = (
+        "note",
+        "expires_at",
+        "token",
+        "invite_link",
+        "created_by",
+        "created_at",
+        "used_by",
+        "used_at",
+    )
+
+    @admin.display(description=_("Invitation link"))
+    def invite_link(self, obj: Invitation) -> str:
+        if not obj.pk:
+            return str(_("Shown after saving."))
+        return reverse("accounts:invite", args=[obj.token])
+
+    def save_model(self, request: HttpRequest, obj: Invitation, form: Any, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user  # type: ignore[assignment]
+        super().save_model(request, obj, form, change)
+        url = request.build_absolute_uri(reverse("accounts:invite", args=[obj.token]))
+        self.message_user(
+            request, _("Send this sign-up link: %(url)s") % {"url": url}, messages.INFO
+        )

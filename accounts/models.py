@@ -1,8 +1,29 @@
 from __future__ import annotations
 
+import datetime
+import secrets
+from typing import Any
+
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
+
+#: Default chat settings of a new account (the account page edits them).
+CHAT_DEFAULTS: dict[str, Any] = {
+    "temperature": 0.6,
+    "max_tokens": 2048,
+    "deep_think": True,
+    "system_prompt": "",
+}
+
+
+class Theme(models.TextChoices):
+    SYSTEM = "system", _("System")
+    LIGHT = "light", _("Light")
+    DARK = "dark", _("Dark")
 
 
 class User(AbstractUser):
@@ -19,12 +40,109 @@ class User(AbstractUser):
         help_text=_("E.164, for example +8613800138000."),
     )
     phone_verified = models.BooleanField(_("phone verified"), default=False)
+    language = models.CharField(
+        _("language"), max_length=10, blank=True, default="", choices=settings.LANGUAGES
+    )
+    theme = models.CharField(_("theme"), max_length=10, choices=Theme, default=Theme.SYSTEM)
+    approved = models.BooleanField(
+        _("approved"),
+        default=True,
+        help_text=_("In approval mode, new accounts wait for an administrator to approve them."),
+    )
+    chat_defaults = models.JSONField(_("default chat settings"), default=dict, blank=True)
+    # Bumped by "sign out everywhere": part of the session hash, so every session ends.
+    session_epoch = models.PositiveIntegerField(default=0, editable=False)
 
     def __str__(self) -> str:
         return self.email or self.phone or self.username
 
-    def save(self, *args: object, **kwargs: object) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         # Keep the "one per address" invariant case-insensitive and blank-free.
         self.email = (self.email or "").strip().lower() or None
         self.phone = (self.phone or "").strip() or None
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+        super().save(*args, **kwargs)
+
+    def _get_session_auth_hash(self, secret: str | None = None) -> str:
+        if not self.session_epoch:
+            return super()._get_session_auth_hash(secret=secret)
+        key_salt = "accounts.User.get_session_auth_hash"
+        return salted_hmac(
+            key_salt,
+            f"{self.password}:{self.session_epoch}",
+            secret=secret,
+            algorithm="sha256",
+        ).hexdigest()
+
+    def get_chat_defaults(self) -> dict[str, Any]:
+        """The account's default chat settings, completed with the site defaults."""
+        merged = dict(CHAT_DEFAULTS)
+        if isinstance(self.chat_defaults, dict):
+            merged.update({k: v for k, v in self.chat_defaults.items() if k in CHAT_DEFAULTS})
+        return merged
+
+
+def _new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def _default_expiry() -> datetime.datetime:
+    return timezone.now() + datetime.timedelta(days=7)
+
+
+class Invitation(models.Model):
+    """A one-time sign-up link for invite-only mode, made by an administrator."""
+
+    token = models.CharField(_("token"), max_length=64, unique=True, default=_new_token)
+    note = models.CharField(
+        _("note"), max_length=200, blank=True, help_text=_("Who the invitation is for.")
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="invitations_created",
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("expires"), default=_default_expiry)
+    used_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("used by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="invitations_used",
+    )
+    used_at = models.DateTimeField(_("used"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("invitation")
+        verbose_name_plural = _("invitations")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.note or self.token[:8]
+
+    @property
+    def is_usable(self) -> bool:
+        return self.used_at is None and self.expires_at > timezone.now()
+
+
+class SmsDailyCounter(models.Model):
+    """SMS sent per day: one row for the whole site (key "*") and one per number.
+
+    Numbers are stored as a keyed hash, never in clear, so the counters hold no personal data.
+    """
+
+    day = models.DateField()
+    key = models.CharField(max_length=64)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = _("SMS counter")
+        verbose_name_plural = _("SMS counters")
+        constraints = [models.UniqueConstraint(fields=["day", "key"], name="sms_counter_day_key")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.key[:8]}: {self.count}"

@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "accounts",
     "conversations",
+    "review",
 ]
 
 MIDDLEWARE = [
@@ -197,12 +198,90 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "home"
 ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
-ACCOUNT_LOGIN_METHODS = {"email"}
-ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+ACCOUNT_FORMS = {
+    "login": "accounts.forms.LoginForm",
+    "signup": "accounts.forms.SignupForm",
+    "request_login_code": "accounts.forms.RequestLoginCodeForm",
+    "reset_password": "accounts.forms.ResetPasswordForm",
+}
+# Sign up with an email address OR a phone number (the user picks); sign in with either.
+ACCOUNT_LOGIN_METHODS = {"email", "phone"}
+ACCOUNT_SIGNUP_FIELDS = ["email", "phone", "password1*", "password2*"]
+# Both are confirmed by a 6-digit code before the account can chat: the project's own login
+# stage (accounts.stages.VerifyContactStage) replaces allauth's email-link and phone stages.
 ACCOUNT_EMAIL_VERIFICATION = "optional"
+ACCOUNT_PHONE_VERIFICATION_ENABLED = True
 ACCOUNT_USER_MODEL_USERNAME_FIELD = "username"
 ACCOUNT_PREVENT_ENUMERATION = True
+ACCOUNT_SESSION_REMEMBER = True
+ACCOUNT_LOGIN_BY_CODE_ENABLED = True
+ACCOUNT_LOGIN_BY_CODE_MAX_ATTEMPTS = 3
+ACCOUNT_LOGIN_BY_CODE_TIMEOUT = 600
+ACCOUNT_LOGIN_BY_CODE_SUPPORTS_RESEND = 3
+ACCOUNT_PASSWORD_RESET_BY_CODE_ENABLED = True
+ACCOUNT_PASSWORD_RESET_BY_CODE_MAX_ATTEMPTS = 3
+ACCOUNT_PASSWORD_RESET_BY_CODE_TIMEOUT = 600
+ALLAUTH_USER_CODE_FORMAT = {"numeric": True, "length": 6, "dashed": False}
+ACCOUNT_LOGIN_BY_CODE_FORMAT = ALLAUTH_USER_CODE_FORMAT
+ACCOUNT_PHONE_VERIFICATION_CODE_FORMAT = ALLAUTH_USER_CODE_FORMAT
+ACCOUNT_PASSWORD_RESET_BY_CODE_CODE_FORMAT = ALLAUTH_USER_CODE_FORMAT  # (sic: allauth's name)
+# allauth's rate limits live in the cache: Redis when REDIS_URL is set (shared by processes).
+ACCOUNT_RATE_LIMITS = {
+    "login_failed": "10/m/ip,5/300s/key",
+    "request_login_code": "20/m/ip,3/m/key",
+    "reset_password": "20/m/ip,5/m/key",
+    "signup": "20/m/ip",
+}
+# So per-IP limits see the real client behind nginx.
 ALLAUTH_TRUSTED_PROXY_COUNT = TRUSTED_PROXY_COUNT
+# W001: no login method is a *required* sign-up field (email OR phone is enforced by the form).
+SILENCED_SYSTEM_CHECKS = ["account.W001"]
+
+# Sign-up: open | approval (an admin approves) | invite (links made in the admin) | closed.
+R1CHAT_SIGNUP_MODE = os.environ.get("R1CHAT_SIGNUP_MODE", "open").strip().lower()
+# When set (comma-separated), sign-up needs an email address at one of these domains.
+R1CHAT_ALLOWED_EMAIL_DOMAINS = [
+    d.lower().lstrip("@") for d in env_list("R1CHAT_ALLOWED_EMAIL_DOMAINS")
+]
+# Codes: lifetime, and the wait before another code may be sent to the same address.
+R1CHAT_CODE_TIMEOUT = env_int("R1CHAT_CODE_TIMEOUT", 600)
+R1CHAT_CODE_RESEND_SECONDS = env_int("R1CHAT_CODE_RESEND_SECONDS", 60)
+
+# --- SMS ------------------------------------------------------------------------------------
+# Phone numbers without a country code are read in this region (ISO 3166, e.g. CN, US).
+PHONE_DEFAULT_REGION = os.environ.get("PHONE_DEFAULT_REGION", "CN").strip().upper()
+# Countries SMS may go to: region codes (CN, HK) or calling codes (+86); "*" allows all.
+SMS_ALLOWED_COUNTRIES = env_list("SMS_ALLOWED_COUNTRIES", [PHONE_DEFAULT_REGION])
+SMS_DAILY_BUDGET = env_int("SMS_DAILY_BUDGET", 1000)  # all numbers together, per day
+SMS_DAILY_PER_NUMBER = env_int("SMS_DAILY_PER_NUMBER", 10)
+# console (development) | locmem (tests) | twilio | aliyun | a dotted path to a backend class.
+_sms_kind = os.environ.get("SMS_BACKEND", "console").strip()
+if _sms_kind == "twilio":
+    SMS_BACKEND = {
+        "BACKEND": "accounts.sms.TwilioSmsBackend",
+        "OPTIONS": {
+            "account_sid": os.environ.get("TWILIO_ACCOUNT_SID", ""),
+            "auth_token": os.environ.get("TWILIO_AUTH_TOKEN", ""),
+            "from_number": os.environ.get("TWILIO_FROM_NUMBER") or None,
+            "messaging_service_sid": os.environ.get("TWILIO_MESSAGING_SERVICE_SID") or None,
+        },
+    }
+elif _sms_kind == "aliyun":
+    SMS_BACKEND = {
+        "BACKEND": "accounts.sms.AliyunSmsBackend",
+        "OPTIONS": {
+            "access_key_id": os.environ.get("ALIYUN_ACCESS_KEY_ID", ""),
+            "access_key_secret": os.environ.get("ALIYUN_ACCESS_KEY_SECRET", ""),
+            "sign_name": os.environ.get("ALIYUN_SMS_SIGN_NAME", ""),
+            "template_code": os.environ.get("ALIYUN_SMS_TEMPLATE_CODE", ""),
+            "region_id": os.environ.get("ALIYUN_REGION_ID", "cn-hangzhou"),
+        },
+    }
+elif _sms_kind in {"console", "locmem"}:
+    SMS_BACKEND = {"BACKEND": f"accounts.sms.{_sms_kind.capitalize()}SmsBackend"}
+else:
+    SMS_BACKEND = {"BACKEND": _sms_kind}
 
 # --- Mail -----------------------------------------------------------------------------------
 if os.environ.get("EMAIL_HOST"):
@@ -303,3 +382,33 @@ R1CHAT_OPENAI_BASE_URL = os.environ.get("R1CHAT_OPENAI_BASE_URL", "")
 R1CHAT_OPENAI_API_KEY = os.environ.get("R1CHAT_OPENAI_API_KEY", "")
 # Start the bundled model simulator when no real backend answers (the offline demo).
 R1CHAT_SIMULATOR = os.environ.get("R1CHAT_SIMULATOR", "auto")  # auto | on | off
+
+# --- Review ---------------------------------------------------------------------------------
+# Who may open users' conversations in the admin review (every opening is audited and shown to
+# the owner): superusers | permission (staff with review.review_conversations) | nobody.
+R1CHAT_REVIEW_ACCESS = os.environ.get("R1CHAT_REVIEW_ACCESS", "superusers").strip().lower()
+if R1CHAT_REVIEW_ACCESS not in {"superusers", "permission", "nobody"}:
+    raise ValueError("R1CHAT_REVIEW_ACCESS must be superusers, permission or nobody")
+# Tokens (prompt + completion) a user may use per day unless the admin sets their own; 0: none.
+R1CHAT_DEFAULT_DAILY_TOKEN_QUOTA = env_int("R1CHAT_DEFAULT_DAILY_TOKEN_QUOTA", 0)
+
+# === Deployment ================================================================================
+# Owned by the team-deployment work (deploy/, r1chat/readiness.py, conversations/shutdown.py);
+# see deploy/README.md. Everything above is the lead's.
+
+# On SIGTERM, running generations get this many seconds to finish; the rest are saved as
+# `interrupted` with their partial text (conversations.shutdown).
+R1CHAT_SHUTDOWN_GRACE = env_float("R1CHAT_SHUTDOWN_GRACE", 20.0)
+
+# The chat WebSocket in the CSP. Browsers implementing CSP 3 let 'self' cover ws:/wss: to the same
+# host; older ones (Safari < 15.4) need the socket's origin spelled out. Only this site's hosts.
+_ws_scheme = "wss" if HTTPS else "ws"
+_ws_sources = []
+for _host in ALLOWED_HOSTS:
+    if _host == "*" or _host.startswith("["):  # no wildcard-everything, no IPv6 literals in CSP
+        continue
+    _host = "*" + _host if _host.startswith(".") else _host
+    # Behind TLS the socket uses the default port; in plain-HTTP development any port.
+    _ws_sources.append(f"{_ws_scheme}://{_host}" + ("" if HTTPS else ":*"))
+SECURE_CSP = {**SECURE_CSP, "connect-src": [CSP.SELF, *_ws_sources]}
+del _ws_scheme, _ws_sources, _host

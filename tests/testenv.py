@@ -8,3 +8,4 @@ os.environ.setdefault("R1CHAT_HTTPS", "0")
 os.environ.setdefault("R1CHAT_SIMULATOR", "off")
 # Static files from the source folders (no collectstatic before tests).
 os.environ.setdefault("R1CHAT_STATIC_MANIFEST", "0")
+os.environ.setdefault("SMS_BACKEND", "locmem")

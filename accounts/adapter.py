@@ -1,0 +1,146 @@
+"""allauth adapter: phones in E.164, codes through the abuse limits, sign-up modes, stages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from allauth import app_settings as allauth_settings
+from allauth.account.adapter import DefaultAccountAdapter
+from allauth.core import context
+from django import forms
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
+
+from . import signup_modes
+from .access import needs_approval
+from .limits import guard_send
+from .phones import normalize_phone, try_normalize_phone
+from .sms import send_sms
+
+#: Mails that carry a code or answer a code request: they share the resend delay.
+GUARDED_MAILS = {
+    "account/email/login_code",
+    "account/email/password_reset_code",
+    "account/email/unknown_account",
+    "account/email/account_already_exists",
+    "accounts/email/code",
+}
+
+
+class AccountAdapter(DefaultAccountAdapter):
+    # --- stages and redirects -------------------------------------------------------------
+    def get_login_stages(self) -> list[str]:
+        stages = [
+            "allauth.account.stages.LoginByCodeStage",
+            # Replaces allauth's PhoneVerificationStage and EmailVerificationStage (links).
+            "accounts.stages.VerifyContactStage",
+        ]
+        if allauth_settings.MFA_ENABLED:  # pragma: no cover - MFA is not installed
+            stages.append("allauth.mfa.stages.AuthenticateStage")
+        return stages
+
+    def get_login_redirect_url(self, request: HttpRequest) -> str:
+        if needs_approval(request.user):
+            return reverse("accounts:waiting")
+        return super().get_login_redirect_url(request)
+
+    def post_login(self, request: HttpRequest, user: Any, **kwargs: Any) -> HttpResponse:
+        response = super().post_login(request, user, **kwargs)
+        if needs_approval(user):
+            response["Location"] = reverse("accounts:waiting")
+        language = getattr(user, "language", "")
+        if language and response is not None:
+            response.set_cookie(
+                settings.LANGUAGE_COOKIE_NAME,
+                language,
+                max_age=settings.LANGUAGE_COOKIE_AGE,
+                samesite="Lax",
+                secure=settings.SESSION_COOKIE_SECURE,
+            )
+        return response
+
+    # --- sign-up -----------------------------------------------------------------------------
+    def is_open_for_signup(self, request: HttpRequest) -> bool:
+        return signup_modes.is_open_for_signup(request)
+
+    def save_user(self, request: HttpRequest, user: Any, form: Any, commit: bool = True) -> Any:
+        if signup_modes.signup_mode() == signup_modes.APPROVAL:
+            user.approved = False
+        language = (get_language() or "").lower()
+        if language in dict(settings.LANGUAGES):
+            user.language = language
+        user = super().save_user(request, user, form, commit=commit)
+        if commit:
+            signup_modes.use_invitation(request, user)
+        return user
+
+    # --- phone numbers -------------------------------------------------------------------
+    def phone_form_field(self, **kwargs: Any) -> Any:
+        kwargs.setdefault("validators", [])  # normalised by clean_phone instead of a regex
+        field = super().phone_form_field(**kwargs)
+        field.widget.attrs.update(
+            {"placeholder": _("Phone number"), "inputmode": "tel", "autocomplete": "tel"}
+        )
+        return field
+
+    def clean_phone(self, phone: str) -> str:
+        try:
+            return normalize_phone(phone)
+        except forms.ValidationError as exc:
+            raise forms.ValidationError(exc.messages[0], code="invalid_phone") from None
+
+    def set_phone(self, user: Any, phone: str, verified: bool) -> None:
+        user.phone = phone
+        user.phone_verified = verified
+        user.save(update_fields=["phone", "phone_verified"])
+
+    def get_phone(self, user: Any) -> tuple[str, bool] | None:
+        return (user.phone, bool(user.phone_verified)) if user.phone else None
+
+    def set_phone_verified(self, user: Any, phone: str) -> None:
+        self.set_phone(user, phone, True)
+
+    def get_user_by_phone(self, phone: str) -> Any:
+        normalized = try_normalize_phone(phone)
+        if not normalized:
+            return None
+        return get_user_model().objects.filter(phone=normalized).first()
+
+    # --- sending ---------------------------------------------------------------------------
+    def send_mail(self, template_prefix: str, email: str, context_: dict[str, Any]) -> None:
+        if template_prefix in GUARDED_MAILS and context.request is not None:
+            guard_send(context.request, channel="email", recipient=email)
+        super().send_mail(template_prefix, email, context_)
+
+    def deliver_sms(
+        self,
+        phone: str,
+        message: str,
+        *,
+        template_params: dict[str, str] | None = None,
+        send: bool = True,
+    ) -> None:
+        """Every SMS goes here: resend delay, country allowlist and daily budget first."""
+        guard_send(context.request, channel="phone", recipient=phone)
+        if send:
+            send_sms(phone, message, template_params=template_params)
+
+    def send_verification_code_sms(self, user: Any, phone: str, code: str, **kwargs: Any) -> None:
+        text = _("Your r1chat code is %(code)s. Do not share it with anyone.") % {"code": code}
+        self.deliver_sms(phone, text, template_params={"code": code})
+
+    def send_unknown_account_sms(self, phone: str, **kwargs: Any) -> None:
+        # Counted exactly like a code (same limits, same answer), but nothing is sent: texting
+        # numbers that have no account would only feed SMS-pumping fraud.
+        self.deliver_sms(phone, "", send=False)
+
+    def send_account_already_exists_sms(self, phone: str, **kwargs: Any) -> None:
+        text = _(
+            "Someone tried to sign up for r1chat with this number, which already has an "
+            "account. If it was you, sign in or reset your password."
+        )
+        self.deliver_sms(phone, text)

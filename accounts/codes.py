@@ -1,0 +1,151 @@
+"""The project's own one-time codes: sign-up confirmation, email/phone change, account deletion.
+
+A challenge is a small dict kept in the session (or in allauth's login-stage state): the target
+address, a hash of the code, when it was sent, and the failed attempts. A code dies after
+MAX_ATTEMPTS wrong tries or R1CHAT_CODE_TIMEOUT seconds. A challenge may be a decoy (no code at
+all): that is how an address that belongs to another account gets the same page and the same
+timing as a fresh one, while its owner only gets a notice.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from allauth.account.adapter import get_adapter
+from django.conf import settings
+from django.http import HttpRequest
+from django.utils.crypto import constant_time_compare, salted_hmac
+from django.utils.translation import gettext as _
+
+from .limits import seconds_until_resend
+
+MAX_ATTEMPTS = 3
+CODE_LENGTH = 6
+
+
+def generate_code() -> str:
+    return f"{secrets.randbelow(10**CODE_LENGTH):0{CODE_LENGTH}d}"
+
+
+def _hash(code: str) -> str:
+    return salted_hmac("accounts.codes", code, algorithm="sha256").hexdigest()
+
+
+def normalize_code(value: str) -> str:
+    return "".join(ch for ch in (value or "") if ch.isalnum())
+
+
+class Challenge:
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+
+    @classmethod
+    def new(
+        cls,
+        state: dict[str, Any],
+        *,
+        purpose: str,
+        channel: str,
+        target: str,
+        user_id: int | None,
+        decoy: bool = False,
+    ) -> Challenge:
+        state.clear()
+        state.update(
+            {
+                "purpose": purpose,
+                "channel": channel,
+                "target": target,
+                "user_id": user_id,
+                "decoy": decoy,
+                "code_hash": "",
+                "at": time.time(),
+                "sent_at": 0.0,
+                "failed": 0,
+                "resends": 0,
+            }
+        )
+        return cls(state)
+
+    @property
+    def channel(self) -> str:
+        return self.state["channel"]
+
+    @property
+    def target(self) -> str:
+        return self.state["target"]
+
+    @property
+    def purpose(self) -> str:
+        return self.state["purpose"]
+
+    @property
+    def user_id(self) -> int | None:
+        return self.state.get("user_id")
+
+    @property
+    def expired(self) -> bool:
+        return time.time() - self.state["at"] > settings.R1CHAT_CODE_TIMEOUT
+
+    @property
+    def dead(self) -> bool:
+        return self.expired or self.state["failed"] >= MAX_ATTEMPTS
+
+    @property
+    def attempts_left(self) -> int:
+        return max(0, MAX_ATTEMPTS - self.state["failed"])
+
+    def wait_seconds(self) -> int:
+        """Seconds before a new code may be sent (the resend countdown)."""
+        own = self.state["sent_at"] + settings.R1CHAT_CODE_RESEND_SECONDS - time.time()
+        return max(0, int(own + 0.999), seconds_until_resend(self.target))
+
+    def send(self, request: HttpRequest) -> None:
+        """Send a fresh code (or, for a decoy, a notice to the address's owner).
+
+        The adapter's senders apply the limits (accounts.limits.guard_send) to both.
+        """
+        adapter = get_adapter(request)
+        if self.state["decoy"]:
+            self.state["code_hash"] = ""
+            if self.channel == "email":
+                adapter.send_account_already_exists_mail(self.target)
+            else:
+                adapter.send_account_already_exists_sms(self.target)
+        else:
+            code = generate_code()
+            self.state["code_hash"] = _hash(code)
+            send_code(
+                request, channel=self.channel, target=self.target, code=code, purpose=self.purpose
+            )
+        if self.state["sent_at"]:
+            self.state["resends"] += 1
+        self.state["sent_at"] = time.time()
+        self.state["at"] = time.time()
+        self.state["failed"] = 0
+
+    def check(self, code: str) -> bool:
+        """True for the right code; a wrong one counts an attempt."""
+        if self.dead:
+            return False
+        expected = self.state.get("code_hash") or ""
+        if expected and constant_time_compare(_hash(normalize_code(code)), expected):
+            self.state["code_hash"] = ""  # one use
+            return True
+        self.state["failed"] += 1
+        return False
+
+
+def send_code(request: HttpRequest, *, channel: str, target: str, code: str, purpose: str) -> None:
+    """Deliver a code by email (Django's mailers) or SMS (the SMS backend), no checks."""
+    adapter = get_adapter(request)
+    if channel == "email":
+        adapter.send_mail("accounts/email/code", target, {"code": code, "purpose": purpose})
+    else:
+        text = _("Your r1chat code is %(code)s. It expires in %(minutes)s minutes.") % {
+            "code": code,
+            "minutes": max(1, settings.R1CHAT_CODE_TIMEOUT // 60),
+        }
+        adapter.deliver_sms(target, text, template_params={"code": code})
