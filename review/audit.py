@@ -1,0 +1,48 @@
+"""Writing the review audit log: who opened or exported which conversation, when, from where."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from .models import ReviewAudit
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client's address; behind R1CHAT_TRUSTED_PROXY_COUNT proxies, from X-Forwarded-For.
+
+    Each trusted proxy appends the address it was reached from, so the client is the Nth entry
+    from the right; entries further left are whatever the client chose to send.
+    """
+    candidate = request.META.get("REMOTE_ADDR", "")
+    proxies = int(getattr(settings, "TRUSTED_PROXY_COUNT", 0) or 0)
+    if proxies > 0:
+        forwarded = [
+            part.strip()
+            for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+            if part.strip()
+        ]
+        if len(forwarded) >= proxies:
+            candidate = forwarded[-proxies]
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return None
+
+
+def record_review(request: HttpRequest, conversation: Any, action: str) -> ReviewAudit:
+    """Write exactly one audit entry; called before anything of the conversation is shown."""
+    reviewer = request.user
+    return ReviewAudit.objects.create(
+        reviewer=reviewer,
+        reviewer_name=reviewer.get_username(),
+        owner_id=conversation.owner_id,
+        conversation=conversation,
+        conversation_uuid=conversation.uuid,
+        conversation_title=(conversation.title or "")[:200],
+        action=action,
+        ip_address=client_ip(request),
+    )

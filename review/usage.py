@@ -1,0 +1,129 @@
+"""Token usage: one UsageRecord per generation, and the per-day tables built from them.
+
+`record_usage(message)` is called by the generation runner when a generation ends (whatever its
+status). Records outlive their conversations, so deleting a chat does not reset a quota.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from .models import UsageRecord
+
+# Rough characters per token, for servers that report no usage (estimates are flagged).
+CHARS_PER_TOKEN = 4
+
+
+def _int(value: Any) -> int:
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def record_usage(message: Any, user_id: int | None = None) -> UsageRecord | None:
+    """Store (or update) the usage of one assistant message; idempotent per message."""
+    if getattr(message, "role", "assistant") != "assistant":
+        return None
+    if user_id is None:
+        from conversations.models import Conversation
+
+        user_id = (
+            Conversation.objects.filter(pk=message.conversation_id)
+            .values_list("owner_id", flat=True)
+            .first()
+        )
+        if user_id is None:
+            return None
+    usage = message.usage if isinstance(message.usage, dict) else {}
+    prompt = _int(usage.get("prompt_tokens"))
+    completion = _int(usage.get("completion_tokens"))
+    reasoning = _int(usage.get("reasoning_tokens"))
+    estimated = False
+    if not completion:
+        text_length = len(message.content or "") + len(message.reasoning or "")
+        if text_length:
+            completion = -(-text_length // CHARS_PER_TOKEN)
+            estimated = True
+    if not prompt and not completion:
+        return None  # nothing reached a model (no backend, quota, refused before streaming)
+    moment = getattr(message, "created_at", None) or timezone.now()
+    record, _created = UsageRecord.objects.update_or_create(
+        message_uuid=message.uuid,
+        defaults={
+            "user_id": user_id,
+            "day": timezone.localdate(moment),
+            "backend_name": (message.backend_name or "")[:80],
+            "model": (message.model or "")[:200],
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "reasoning_tokens": reasoning,
+            "estimated": estimated,
+        },
+    )
+    return record
+
+
+async def arecord_usage(message: Any, user_id: int | None = None) -> UsageRecord | None:
+    return await sync_to_async(record_usage)(message, user_id)
+
+
+def tokens_used_on(user_id: int, day: dt.date) -> int:
+    totals = UsageRecord.objects.filter(user_id=user_id, day=day).aggregate(
+        prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens")
+    )
+    return (totals["prompt"] or 0) + (totals["completion"] or 0)
+
+
+@dataclass
+class UsageRow:
+    day: dt.date
+    user_id: int
+    username: str
+    backend_name: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    messages: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def usage_rows(
+    start: dt.date, end: dt.date, *, user_id: int | None = None, model: str = ""
+) -> list[UsageRow]:
+    """Tokens per day, user, backend and model between `start` and `end` (inclusive)."""
+    query = Q(day__gte=start, day__lte=end)
+    if user_id:
+        query &= Q(user_id=user_id)
+    if model:
+        query &= Q(model=model)
+    grouped = (
+        UsageRecord.objects.filter(query)
+        .values("day", "user_id", "user__username", "backend_name", "model")
+        .annotate(
+            prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"), messages=Count("id")
+        )
+        .order_by("-day", "user__username", "backend_name", "model")
+    )
+    return [
+        UsageRow(
+            day=row["day"],
+            user_id=row["user_id"],
+            username=row["user__username"],
+            backend_name=row["backend_name"],
+            model=row["model"],
+            prompt_tokens=row["prompt"] or 0,
+            completion_tokens=row["completion"] or 0,
+            messages=row["messages"],
+        )
+        for row in grouped
+    ]
