@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model, logout
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -171,17 +171,20 @@ def invite(request: HttpRequest, token: str) -> HttpResponse:
 # --- The account page -----------------------------------------------------------------------
 def _reviews(user: Any) -> list[Any] | None:
     """Audit entries of admin views of this user's conversations, when that model exists."""
-    if not apps.is_installed("conversations"):
-        return None
-    try:
-        model = apps.get_model("conversations", "ReviewAudit")
-    except LookupError:
-        return None
-    for field in ("conversation__owner", "owner", "user"):
-        try:
-            return list(model.objects.filter(**{field: user}).order_by("-pk")[:50])
-        except Exception:
+    for app_label in ("review", "conversations"):
+        if not apps.is_installed(app_label):
             continue
+        try:
+            model = apps.get_model(app_label, "ReviewAudit")
+        except LookupError:
+            continue
+        field = "owner" if any(f.name == "owner" for f in model._meta.get_fields()) else None
+        if field is None:
+            return None
+        try:
+            return list(model.objects.filter(owner=user).order_by("-pk")[:50])
+        except DatabaseError:
+            return None
     return None
 
 
