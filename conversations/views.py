@@ -1,0 +1,568 @@
+"""The chat page and the HTTP endpoints around it (the live part is the WebSocket consumer)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+import zoneinfo
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.dateformat import format as format_date
+from django.utils.formats import get_format
+from django.utils.http import content_disposition_header
+from django.utils.text import slugify
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from . import protocol
+from .models import Conversation, Message
+from .threads import Tree, serialize_thread, thread_messages
+
+SIDEBAR_PAGE = 40
+SEARCH_MAX_CHARS = 200
+THEMES = ("system", "light", "dark")
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "deep_think": True,
+    "enhanced_reasoning": True,
+    "temperature": 0.6,
+    "max_tokens": 2048,
+    "system_prompt": "",
+}
+
+
+# --- access -----------------------------------------------------------------------------------
+
+
+def _chat_redirect(user: Any) -> str | None:
+    """Where someone who may not chat yet goes (None when they may)."""
+    try:
+        from accounts.access import chat_redirect_url
+    except ImportError:  # the accounts rules are not there: any active user may chat
+        return None if user.is_active else reverse("account_login")
+    try:
+        return chat_redirect_url(user)
+    except NoReverseMatch:
+        return reverse("account_login")
+
+
+def chat_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Signed in and allowed to chat; pages redirect, API calls answer 403."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            if request.path.startswith("/api/") or request.method != "GET":
+                return JsonResponse({"error": "login_required"}, status=403)
+            return redirect_to_login(request.get_full_path())
+        target = _chat_redirect(request.user)
+        if target is not None:
+            if request.path.startswith("/api/") or request.method != "GET":
+                return JsonResponse({"error": "cannot_chat", "redirect": target}, status=403)
+            return redirect(target)
+        return view(request, *args, **kwargs)
+
+    return login_required(wrapper)
+
+
+def _get_conversation(request: HttpRequest, conversation_id: uuid.UUID) -> Conversation:
+    """The user's conversation, or 404: another user's id is *not found*, never forbidden."""
+    conversation = Conversation.objects.filter(uuid=conversation_id, owner=request.user).first()
+    if conversation is None:
+        raise Http404(_("That conversation does not exist."))
+    return conversation
+
+
+def _run_action(action: Callable[..., Any], *args: Any) -> Any:
+    """Call one of the (async) actions from a view; their "not found" becomes a 404."""
+    try:
+        return async_to_sync(action)(*args)
+    except protocol.ClientError as exc:
+        if exc.code == "not_found":
+            raise Http404(exc.detail) from None
+        raise
+
+
+# --- the sidebar ------------------------------------------------------------------------------
+
+
+def _user_timezone(request: HttpRequest) -> dt.tzinfo:
+    """The browser's time zone (a cookie the page sets), so "Today" is the user's today."""
+    name = request.COOKIES.get("tz", "")
+    if name and len(name) < 64:
+        try:
+            return zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            pass
+    return timezone.get_current_timezone()
+
+
+def _group(conversation: Conversation, today: dt.date, tz: dt.tzinfo) -> tuple[str, str]:
+    if conversation.pinned:
+        return "pinned", _("Pinned")
+    day = conversation.updated_at.astimezone(tz).date()
+    age = (today - day).days
+    if age <= 0:
+        return "today", _("Today")
+    if age == 1:
+        return "yesterday", _("Yesterday")
+    if age < 7:
+        return "week", _("Previous 7 days")
+    if age < 30:
+        return "month", _("Previous 30 days")
+    return day.strftime("%Y-%m"), format_date(day, get_format("YEAR_MONTH_FORMAT"))
+
+
+def _encode_cursor(conversation: Conversation) -> str:
+    raw = f"{int(conversation.pinned)}|{conversation.updated_at.isoformat()}|{conversation.uuid}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _after_cursor(queryset: QuerySet[Conversation], user: Any, cursor: str) -> QuerySet:
+    """Keyset pagination on (pinned, updated_at, id), newest first."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        pinned_text, updated_text, uuid_text = raw.split("|")
+        pinned = pinned_text == "1"
+        updated_at = dt.datetime.fromisoformat(updated_text)
+        last_uuid = uuid.UUID(uuid_text)
+    except (ValueError, UnicodeDecodeError):
+        raise Http404(_("That page does not exist.")) from None
+    # The cursor names a conversation, not its internal id; if it was deleted since, the
+    # tie-break on equal timestamps is lost, which only matters for identical microseconds.
+    last_id = (
+        Conversation.objects.filter(owner=user, uuid=last_uuid).values_list("id", flat=True).first()
+    )
+    same_time = Q(updated_at=updated_at, id__lt=last_id) if last_id else Q(pk__in=[])
+    within = Q(pinned=pinned) & (Q(updated_at__lt=updated_at) | same_time)
+    return queryset.filter(within | Q(pinned=False)) if pinned else queryset.filter(within)
+
+
+def sidebar_page(request: HttpRequest, cursor: str = "", query: str = "") -> dict[str, Any]:
+    """One page of the user's conversations, grouped, and the cursor of the next page."""
+    queryset = Conversation.objects.filter(owner=request.user)
+    if query:
+        matches = Message.objects.filter(conversation=OuterRef("pk"), content__icontains=query)
+        queryset = queryset.filter(Q(title__icontains=query) | Exists(matches))
+    if cursor:
+        queryset = _after_cursor(queryset, request.user, cursor)
+    rows = list(
+        queryset.only("id", "uuid", "title", "pinned", "updated_at").order_by(
+            "-pinned", "-updated_at", "-id"
+        )[: SIDEBAR_PAGE + 1]
+    )
+    more = len(rows) > SIDEBAR_PAGE
+    rows = rows[:SIDEBAR_PAGE]
+    tz = _user_timezone(request)
+    today = timezone.now().astimezone(tz).date()
+    items = []
+    for conversation in rows:
+        group, label = _group(conversation, today, tz)
+        items.append(
+            {
+                "id": str(conversation.uuid),
+                "title": conversation.title or _("New chat"),
+                "pinned": conversation.pinned,
+                "updated_at": conversation.updated_at.isoformat(),
+                "group": group,
+                "group_label": label,
+                "url": reverse("conversation-detail", args=[conversation.uuid]),
+            }
+        )
+    return {"items": items, "next": _encode_cursor(rows[-1]) if more else None}
+
+
+@require_GET
+@chat_required
+def conversation_list(request: HttpRequest) -> JsonResponse:
+    query = request.GET.get("q", "").strip()[:SEARCH_MAX_CHARS]
+    return JsonResponse(sidebar_page(request, request.GET.get("cursor", ""), query))
+
+
+# --- the chat page ----------------------------------------------------------------------------
+
+
+def _initial_settings(user: Any, conversation: Conversation | None) -> dict[str, Any]:
+    merged = dict(DEFAULT_SETTINGS)
+    defaults = getattr(user, "chat_defaults", None)
+    if isinstance(defaults, dict):
+        merged.update(defaults)
+    if conversation is not None and isinstance(conversation.settings, dict):
+        merged.update(conversation.settings)
+    return merged
+
+
+def _thinking_label(seconds: float | None) -> str:
+    if seconds is None:
+        return _("Thought")
+    count = max(1, round(seconds))
+    return ngettext("Thought for %(count)d second", "Thought for %(count)d seconds", count) % {
+        "count": count
+    }
+
+
+def _notice(message: dict[str, Any]) -> str:
+    if message.get("reasoning_unterminated"):
+        return _(
+            "The model ran out of tokens while thinking. Raise the maximum length and regenerate."
+        )
+    if message.get("finish_reason") == "length":
+        return _("The answer was cut off at the maximum length.")
+    if message["status"] == Message.Status.STOPPED:
+        return _("Stopped.")
+    return ""
+
+
+def _for_template(message: dict[str, Any]) -> dict[str, Any]:
+    """A serialised message with what `_message.html` shows besides the text."""
+    message["versions_json"] = json.dumps(message["versions"]["ids"])
+    if message["role"] != Message.Role.ASSISTANT:
+        return message
+    streaming = message["status"] == Message.Status.STREAMING
+    timings = message.get("timings") or {}
+    message["usage_json"] = json.dumps(message.get("usage") or {})
+    message["timings_json"] = json.dumps(timings)
+    message["show_thinking"] = bool(message.get("reasoning")) or (
+        streaming and message.get("deep_think")
+    )
+    message["thinking_open"] = streaming and not message.get("content")
+    message["thinking_label"] = (
+        _("Thinking…") if streaming else _thinking_label(timings.get("thought_seconds"))
+    )
+    message["notice"] = "" if streaming else _notice(message)
+    return message
+
+
+def _blank(role: str) -> dict[str, Any]:
+    return _for_template(
+        {
+            "id": "",
+            "role": role,
+            "content": "",
+            "status": "streaming",
+            "deep_think": True,
+            "versions": {"index": 1, "count": 1, "ids": []},
+            "timings": {},
+        }
+    )
+
+
+def js_strings() -> dict[str, str]:
+    """Every string the page's scripts show, translated here (the scripts have no catalog)."""
+    return {
+        "thinking": _("Thinking…"),
+        "thinking_seconds": _("Thinking… %(count)ss"),
+        "thought": _("Thought"),
+        "thought_one": ngettext("Thought for %(count)d second", "Thought for %(count)d seconds", 1),
+        "thought_other": ngettext(
+            "Thought for %(count)d second", "Thought for %(count)d seconds", 2
+        ),
+        "new_chat": _("New chat"),
+        "pinned": _("Pinned"),
+        "today": _("Today"),
+        "yesterday": _("Yesterday"),
+        "week": _("Previous 7 days"),
+        "month": _("Previous 30 days"),
+        "connecting": _("Connecting…"),
+        "connected": _("Connected"),
+        "reconnecting": _("Reconnecting in %(seconds)ss…"),
+        "offline": _("Offline"),
+        "not_connected": _("Not connected. Your message was kept; it will send when you retry."),
+        "copied": _("Copied"),
+        "copy": _("Copy"),
+        "copy_failed": _("Could not copy."),
+        "send": _("Send"),
+        "stop": _("Stop"),
+        "save": _("Send"),
+        "cancel": _("Cancel"),
+        "retry": _("Retry"),
+        "stopped": _("Stopped."),
+        "cut_off": _("The answer was cut off at the maximum length."),
+        "unterminated": _(
+            "The model ran out of tokens while thinking. Raise the maximum length and regenerate."
+        ),
+        "chars_left": _("%(count)s characters left"),
+        "chars_over": _("%(count)s characters over the limit"),
+        "delete_text": _(
+            "“%(title)s” and all its messages will be deleted. This cannot be undone."
+        ),
+        "deleted": _("Chat deleted."),
+        "rename_failed": _("Could not rename the chat."),
+        "request_failed": _("The request failed. Try again."),
+        "saved_defaults": _("Saved as your defaults."),
+        "saved_local": _("Saved in this browser."),
+        "models_failed": _("Could not load the models."),
+        "no_models": _("No model available"),
+        "simulator": _("Simulator (offline demo)"),
+        "unavailable": _("unavailable"),
+        "always_thinks": _("This model always thinks."),
+        "cannot_think": _("This model cannot think."),
+        "deep_think_hint": _("Reason step by step before answering."),
+        "usage_tokens": _("%(count)s tokens"),
+        "usage_prompt": _("%(count)s prompt tokens"),
+        "usage_reasoning": _("%(count)s reasoning"),
+        "usage_speed": _("%(rate)s tokens/s"),
+        "usage_time": _("%(seconds)s s"),
+        "usage_first_token": _("first token after %(seconds)s s"),
+        "edit_placeholder": _("Edit your message"),
+        "max_tokens_model": _("This model writes at most %(count)s tokens."),
+        "unknown_error": _("Something went wrong."),
+    }
+
+
+def _chat_context(request: HttpRequest, conversation: Conversation | None) -> dict[str, Any]:
+    thread = [_for_template(m) for m in serialize_thread(conversation)] if conversation else []
+    return {
+        "conversation": conversation,
+        "thread": thread,
+        "blank_user": _blank("user"),
+        "blank_assistant": _blank("assistant"),
+        "blank_item": {"id": "", "title": "", "pinned": False, "updated_at": "", "group": ""},
+        "chat_strings": js_strings(),
+        "sidebar": sidebar_page(request),
+        "chat_config": {
+            "conversation": str(conversation.uuid) if conversation else None,
+            "title": conversation.title if conversation else "",
+            "settings": _initial_settings(request.user, conversation),
+            "max_chars": protocol.MAX_CONTENT_CHARS,
+            "max_system_prompt_chars": protocol.MAX_SYSTEM_PROMPT_CHARS,
+            "theme_saved": hasattr(request.user, "theme"),
+            "defaults_saved": hasattr(request.user, "chat_defaults"),
+            "urls": {
+                "home": reverse("home"),
+                "ws": "/ws/chat/",
+                "models": reverse("api-models"),
+                "conversations": reverse("api-conversations"),
+                "settings": reverse("api-settings"),
+                "theme": reverse("api-theme"),
+                "conversation": reverse("conversation-detail", args=[uuid.UUID(int=0)]),
+            },
+        },
+    }
+
+
+@never_cache
+@require_GET
+@chat_required
+def home(request: HttpRequest) -> HttpResponse:
+    """A new chat: the empty state with the composer."""
+    return render(request, "conversations/chat.html", _chat_context(request, None))
+
+
+@never_cache
+@require_GET
+@chat_required
+def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    conversation = _get_conversation(request, conversation_id)
+    return render(request, "conversations/chat.html", _chat_context(request, conversation))
+
+
+@never_cache
+@require_GET
+@chat_required
+def conversation_thread(request: HttpRequest, conversation_id: uuid.UUID) -> JsonResponse:
+    """The visible thread as JSON: what a tab reloads after its socket reconnects."""
+    conversation = _get_conversation(request, conversation_id)
+    return JsonResponse(
+        {
+            "conversation": str(conversation.uuid),
+            "title": conversation.title,
+            "pinned": conversation.pinned,
+            "messages": serialize_thread(conversation),
+        }
+    )
+
+
+# --- rename, pin, delete ----------------------------------------------------------------------
+
+
+def _form_or_json(request: HttpRequest) -> dict[str, Any]:
+    if request.content_type == "application/json":
+        try:
+            data = json.loads(request.body or b"{}")
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+    return request.POST.dict()
+
+
+def _sidebar_item(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": str(conversation.uuid),
+        "title": conversation.title,
+        "pinned": conversation.pinned,
+        "updated_at": conversation.updated_at.isoformat(),
+    }
+
+
+@require_POST
+@chat_required
+def conversation_rename(request: HttpRequest, conversation_id: uuid.UUID) -> JsonResponse:
+    from . import actions
+
+    title = _form_or_json(request).get("title")
+    if not isinstance(title, str) or not title.strip():
+        return JsonResponse({"error": "empty", "detail": _("The title is empty.")}, status=400)
+    conversation = _run_action(
+        actions.rename_conversation, request.user, conversation_id, title[:1000]
+    )
+    return JsonResponse({"conversation": _sidebar_item(conversation)})
+
+
+@require_POST
+@chat_required
+def conversation_pin(request: HttpRequest, conversation_id: uuid.UUID) -> JsonResponse:
+    from . import actions
+
+    value = _form_or_json(request).get("pinned", True)
+    pinned = value if isinstance(value, bool) else str(value).lower() in {"1", "true", "on", "yes"}
+    conversation = _run_action(actions.pin_conversation, request.user, conversation_id, pinned)
+    return JsonResponse({"conversation": _sidebar_item(conversation)})
+
+
+@require_POST
+@chat_required
+def conversation_delete(request: HttpRequest, conversation_id: uuid.UUID) -> JsonResponse:
+    from . import actions
+
+    _run_action(actions.delete_conversation, request.user, conversation_id)
+    return JsonResponse({"deleted": str(conversation_id)})
+
+
+# --- exports ----------------------------------------------------------------------------------
+
+
+def _export_messages(conversation: Conversation) -> list[Message]:
+    return thread_messages(conversation, Tree.load(conversation))
+
+
+def _attachment(
+    content: str, conversation: Conversation, extension: str, content_type: str
+) -> HttpResponse:
+    name = f"{slugify(conversation.title, allow_unicode=True)[:60] or 'conversation'}.{extension}"
+    response = HttpResponse(content, content_type=content_type)
+    response["Content-Disposition"] = content_disposition_header(True, name)
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {line}".rstrip() for line in text.strip("\n").split("\n"))
+
+
+@require_GET
+@chat_required
+def export_markdown(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    conversation = _get_conversation(request, conversation_id)
+    messages = _export_messages(conversation)
+    content = render_to_string(
+        "conversations/export.md",
+        {
+            "conversation": conversation,
+            "messages": [
+                {"message": m, "reasoning_quoted": _quote(m.reasoning) if m.reasoning else ""}
+                for m in messages
+            ],
+            "exported_at": timezone.now(),
+        },
+        request,
+    )
+    return _attachment(content, conversation, "md", "text/markdown; charset=utf-8")
+
+
+@require_GET
+@chat_required
+def export_json(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    conversation = _get_conversation(request, conversation_id)
+    data = {
+        "id": str(conversation.uuid),
+        "title": conversation.title,
+        "created_at": conversation.created_at.isoformat(),
+        "updated_at": conversation.updated_at.isoformat(),
+        "exported_at": timezone.now().isoformat(),
+        "messages": [
+            {
+                "id": str(m.uuid),
+                "role": m.role,
+                "content": m.content,
+                # The model's reasoning, kept apart from the answer and marked as such.
+                "reasoning": m.reasoning or None,
+                "status": m.status,
+                "model": m.model or None,
+                "created_at": m.created_at.isoformat(),
+                **(
+                    {"usage": m.usage or {}, "timings": m.timings()}
+                    if m.role == Message.Role.ASSISTANT
+                    else {}
+                ),
+            }
+            for m in _export_messages(conversation)
+        ],
+    }
+    content = json.dumps(data, ensure_ascii=False, indent=2)
+    return _attachment(content, conversation, "json", "application/json; charset=utf-8")
+
+
+# --- models and settings ----------------------------------------------------------------------
+
+
+@never_cache
+@require_GET
+@chat_required
+def api_models(request: HttpRequest) -> JsonResponse:
+    """The model picker: enabled backends and their models (never a URL or a key)."""
+    from . import catalog
+
+    backends = async_to_sync(catalog.picker)(request.user)
+    safe_keys = ("id", "name", "kind", "simulated", "default_model", "available", "reason")
+    return JsonResponse(
+        {"backends": [{k: b.get(k) for k in safe_keys} | {"models": b["models"]} for b in backends]}
+    )
+
+
+@require_POST
+@chat_required
+def api_settings(request: HttpRequest) -> JsonResponse:
+    """Save the user's default chat settings."""
+    try:
+        data = json.loads(request.body or b"{}")
+        cleaned = protocol.clean_settings(data)
+    except ValueError:
+        return JsonResponse({"error": "invalid", "detail": _("Send a JSON object.")}, status=400)
+    except protocol.ClientError as exc:
+        return JsonResponse({"error": exc.code, "detail": exc.detail}, status=400)
+    user = request.user
+    if not hasattr(user, "chat_defaults"):
+        return JsonResponse({"saved": False, "settings": cleaned})
+    defaults = user.chat_defaults if isinstance(user.chat_defaults, dict) else {}
+    user.chat_defaults = {**defaults, **cleaned}
+    user.save(update_fields=["chat_defaults"])
+    return JsonResponse({"saved": True, "settings": user.chat_defaults})
+
+
+@require_POST
+@chat_required
+def api_theme(request: HttpRequest) -> JsonResponse:
+    theme = _form_or_json(request).get("theme")
+    if theme not in THEMES:
+        return JsonResponse({"error": "invalid", "detail": _("Unknown theme.")}, status=400)
+    user = request.user
+    if not hasattr(user, "theme"):
+        return JsonResponse({"saved": False, "theme": theme})
+    user.theme = theme
+    user.save(update_fields=["theme"])
+    return JsonResponse({"saved": True, "theme": theme})

@@ -1,0 +1,286 @@
+// One message on the page: built from the server's partial (a <template>) and kept up to date
+// from frames. Model text only ever arrives here as server-sanitised HTML (answers) or is set
+// with textContent (reasoning, the user's text).
+import { formatNumber, t, thoughtFor } from "./i18n.js";
+
+const templates = {
+  user: document.getElementById("tpl-user"),
+  assistant: document.getElementById("tpl-assistant"),
+};
+const TERMINAL = new Set(["complete", "stopped", "error", "interrupted"]);
+
+/** A new element for a serialised message (threads.serialize_message). */
+export function createMessage(data) {
+  const el = templates[data.role === "user" ? "user" : "assistant"].content.firstElementChild.cloneNode(true);
+  if (data.role === "user") fillUser(el, data);
+  else fillAssistant(el, data);
+  return el;
+}
+
+function part(el, selector) {
+  return el.querySelector(selector);
+}
+
+function setVersions(el, versions) {
+  const box = part(el, ".versions");
+  const ids = versions?.ids || [];
+  el.dataset.versions = JSON.stringify(ids);
+  const index = versions?.index || 1;
+  const count = versions?.count || 1;
+  box.hidden = count < 2;
+  part(box, ".versions-label").textContent = `${index} / ${count}`;
+  part(box, ".version-prev").disabled = index <= 1;
+  part(box, ".version-next").disabled = index >= count;
+}
+
+export function versionTarget(el, step) {
+  const ids = JSON.parse(el.dataset.versions || "[]");
+  const index = ids.indexOf(el.dataset.id);
+  return ids[index + step] || null;
+}
+
+function fillUser(el, data) {
+  el.dataset.id = data.id;
+  el.dataset.parent = data.parent || "";
+  part(el, ".user-text").textContent = data.content;
+  setVersions(el, data.versions);
+}
+
+/** Replace everything an assistant element shows with `data` (a whole stored message). */
+export function fillAssistant(el, data) {
+  el.dataset.id = data.id;
+  el.dataset.parent = data.parent || "";
+  el.dataset.model = data.model || "";
+  el.dataset.deepThink = String(Boolean(data.deep_think));
+  el.dataset.usage = JSON.stringify(data.usage || {});
+  el.dataset.timings = JSON.stringify(data.timings || {});
+  setVersions(el, data.versions);
+  const live = liveState(el);
+  live.reasoning = data.reasoning || "";
+  live.answer = data.content || "";
+  live.seq = 0;
+  part(el, ".thinking-text").textContent = live.reasoning;
+  setAnswerHTML(el, data.html || "");
+  setStatus(el, data.status, data);
+}
+
+function setAnswerHTML(el, html, tail = "") {
+  // Server-rendered, sanitised once with nh3 on the server (conversations/rendering.py).
+  part(el, ".answer-stable").innerHTML = html;
+  part(el, ".answer-tail").innerHTML = tail;
+  part(el, ".answer-pending").textContent = "";
+}
+
+const states = new WeakMap();
+
+function liveState(el) {
+  let state = states.get(el);
+  if (!state) {
+    state = { reasoning: "", answer: "", seq: 0, reasoningStart: null, answerStart: null, timer: null };
+    states.set(el, state);
+  }
+  return state;
+}
+
+/** The raw text of a message, for the copy button. */
+export function messageText(el) {
+  if (el.dataset.role === "user") return part(el, ".user-text").textContent;
+  const state = states.get(el);
+  if (state?.answer) return state.answer;
+  return part(el, ".answer").innerText.trim();
+}
+
+export function isStreaming(el) {
+  return el.dataset.status === "streaming";
+}
+
+function setStatus(el, status, data = {}) {
+  el.dataset.status = status;
+  const live = liveState(el);
+  const streaming = status === "streaming";
+  const thinking = part(el, ".thinking");
+  const hasReasoning = Boolean(live.reasoning);
+  const hasAnswer = Boolean(live.answer) || Boolean(part(el, ".answer-stable").childElementCount);
+  thinking.hidden = !(hasReasoning || (streaming && el.dataset.deepThink === "true" && !hasAnswer));
+  part(el, ".typing").hidden = !(streaming && !hasAnswer && thinking.hidden);
+  if (streaming) {
+    thinking.open = !hasAnswer;
+    startTimer(el);
+  } else {
+    stopTimer(el);
+    const timings = JSON.parse(el.dataset.timings || "{}");
+    part(el, ".thinking-label").textContent = thoughtFor(timings.thought_seconds ?? measured(live));
+    if (TERMINAL.has(status) && hasAnswer) thinking.open = false;
+  }
+  const notice = streaming ? "" : noticeFor(status, data);
+  part(el, ".msg-notice").textContent = notice;
+  part(el, ".msg-notice").hidden = !notice;
+  const error = streaming ? null : data.error;
+  const box = part(el, ".msg-error");
+  box.hidden = !error;
+  part(box, ".msg-error-text").textContent = error ? error.message || t("unknown_error") : "";
+  part(box, ".retry-btn").hidden = !error?.retryable;
+  part(el, ".msg-usage").textContent = streaming ? "" : usageText(el);
+}
+
+function noticeFor(status, data) {
+  if (data.reasoning_unterminated) return t("unterminated");
+  if (data.finish_reason === "length") return t("cut_off");
+  if (status === "stopped") return t("stopped");
+  return "";
+}
+
+function measured(live) {
+  if (live.reasoningStart == null) return null;
+  const end = live.answerStart ?? Date.now();
+  return (end - live.reasoningStart) / 1000;
+}
+
+// --- the running timer --------------------------------------------------------------------
+
+function startTimer(el) {
+  const live = liveState(el);
+  if (live.timer) return;
+  const tick = () => {
+    if (!el.isConnected) return stopTimer(el);
+    const label = part(el, ".thinking-label");
+    if (live.answerStart != null) {
+      label.textContent = thoughtFor(measured(live));
+    } else if (live.reasoningStart != null) {
+      const seconds = Math.max(0, Math.floor((Date.now() - live.reasoningStart) / 1000));
+      label.textContent = t("thinking_seconds", { count: seconds });
+    } else {
+      label.textContent = t("thinking");
+    }
+  };
+  tick();
+  live.timer = setInterval(tick, 250);
+}
+
+function stopTimer(el) {
+  const live = states.get(el);
+  if (live?.timer) {
+    clearInterval(live.timer);
+    live.timer = null;
+  }
+}
+
+// --- frames -------------------------------------------------------------------------------
+
+/** A message.created for a streaming assistant: the clock starts now. */
+export function markCreated(el, data) {
+  const live = liveState(el);
+  const timings = data.timings || {};
+  if (timings.first_reasoning != null) live.reasoningStart = Date.now();
+  if (timings.first_answer != null) live.answerStart = Date.now();
+}
+
+/** Everything so far, for a tab that (re)subscribed mid-stream. */
+export function applySnapshot(el, frame) {
+  const live = liveState(el);
+  live.seq = frame.seq || 0;
+  live.reasoning = frame.reasoning || "";
+  live.answer = frame.answer || "";
+  const elapsed = frame.server_elapsed;
+  const timings = frame.timings || {};
+  // The server's clock, moved to ours: when reasoning and the answer began.
+  if (elapsed != null) {
+    const created = Date.now() - elapsed * 1000;
+    live.reasoningStart = timings.first_reasoning != null ? created + timings.first_reasoning * 1000 : null;
+    live.answerStart = timings.first_answer != null ? created + timings.first_answer * 1000 : null;
+  }
+  part(el, ".thinking-text").textContent = live.reasoning;
+  if (frame.html_stable != null) setAnswerHTML(el, frame.html_stable, frame.html_tail || "");
+  else setAnswerHTML(el, "", frame.html || "");
+  if (!frame.html && live.answer) part(el, ".answer-pending").textContent = live.answer;
+  setStatus(el, "streaming");
+}
+
+/** New text since the previous frame; a frame already seen (by seq) is ignored. */
+export function applyDelta(el, frame) {
+  const live = liveState(el);
+  if (frame.seq != null && frame.seq <= live.seq) return false;
+  live.seq = frame.seq ?? live.seq;
+  if (el.dataset.status !== "streaming") setStatus(el, "streaming");
+  if (frame.reasoning) {
+    if (live.reasoningStart == null) live.reasoningStart = Date.now();
+    live.reasoning += frame.reasoning;
+    const box = part(el, ".thinking-text");
+    const node = box.lastChild;
+    if (node && node.nodeType === Node.TEXT_NODE) node.appendData(frame.reasoning);
+    else box.append(frame.reasoning);
+    const thinking = part(el, ".thinking");
+    if (thinking.hidden) {
+      thinking.hidden = false;
+      thinking.open = true;
+      part(el, ".typing").hidden = true;
+    }
+  }
+  if (frame.answer) {
+    const first = !live.answer;
+    live.answer += frame.answer;
+    if (first) {
+      if (live.answerStart == null) live.answerStart = Date.now();
+      const thinking = part(el, ".thinking");
+      thinking.open = false; // the reasoning folds as the answer begins
+      if (!live.reasoning) thinking.hidden = true;
+      part(el, ".typing").hidden = true;
+    }
+  }
+  const pending = part(el, ".answer-pending");
+  if (frame.html_append != null || frame.html_tail != null) {
+    if (frame.html_append) part(el, ".answer-stable").insertAdjacentHTML("beforeend", frame.html_append);
+    part(el, ".answer-tail").innerHTML = frame.html_tail ?? "";
+    pending.textContent = "";
+  } else if (frame.answer) {
+    // Not rendered yet: shown as plain text until the next HTML covers it.
+    const node = pending.lastChild;
+    if (node && node.nodeType === Node.TEXT_NODE) node.appendData(frame.answer);
+    else pending.append(frame.answer);
+  }
+  return true;
+}
+
+/** The terminal frame: the final HTML replaces everything streamed. */
+export function applyDone(el, frame) {
+  const live = liveState(el);
+  if (frame.timings) el.dataset.timings = JSON.stringify(frame.timings);
+  if (frame.usage) el.dataset.usage = JSON.stringify(frame.usage);
+  setAnswerHTML(el, frame.html || "");
+  if (frame.html) live.answer = live.answer || part(el, ".answer").innerText;
+  setStatus(el, frame.status, frame);
+}
+
+// --- usage and speed -----------------------------------------------------------------------
+
+function usageText(el) {
+  const usage = JSON.parse(el.dataset.usage || "{}");
+  const timings = JSON.parse(el.dataset.timings || "{}");
+  const lines = [];
+  if (el.dataset.model) lines.push(el.dataset.model);
+  const out = usage.completion_tokens;
+  if (out != null) {
+    let line = t("usage_tokens", { count: formatNumber(out) });
+    if (usage.reasoning_tokens) line += ` (${t("usage_reasoning", { count: formatNumber(usage.reasoning_tokens) })})`;
+    lines.push(line);
+  }
+  if (usage.prompt_tokens != null) lines.push(t("usage_prompt", { count: formatNumber(usage.prompt_tokens) }));
+  const start = timings.first_reasoning ?? timings.first_answer;
+  let seconds = usage.generation_seconds;
+  if (seconds == null && start != null && timings.finished != null) seconds = timings.finished - start;
+  if (out && seconds > 0) lines.push(t("usage_speed", { rate: (out / seconds).toFixed(1) }));
+  if (timings.finished != null) lines.push(t("usage_time", { seconds: timings.finished.toFixed(1) }));
+  if (start != null) lines.push(t("usage_first_token", { seconds: start.toFixed(2) }));
+  return lines.join("\n");
+}
+
+/** Fill what the server-rendered messages leave to the script (the usage tooltip). */
+export function hydrate(el) {
+  if (el.dataset.role === "assistant") {
+    const source = el.querySelector("template.msg-source");
+    const live = liveState(el);
+    if (source) live.answer = source.content.textContent;
+    live.reasoning = part(el, ".thinking-text").textContent;
+    if (!isStreaming(el)) part(el, ".msg-usage").textContent = usageText(el);
+  }
+}
