@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import TemplateView
 
 from . import views
 
@@ -13,5 +12,5 @@ urlpatterns = [
     path("account/", include("accounts.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("review/", include("review.urls")),
-    path("", TemplateView.as_view(template_name="home.html"), name="home"),
+    path("", include("conversations.urls")),
 ]
