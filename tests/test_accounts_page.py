@@ -306,3 +306,34 @@ def test_first_admin_hint(capsys: Any) -> None:
 def test_superuser_can_chat_without_code() -> None:
     admin = get_user_model().objects.create_superuser("root", "root@example.com", PW)
     assert can_chat(admin)
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_pages_render_in_both_languages(
+    language: str, signed_in: Client, sms_outbox: list[Any], mailoutbox: list[Any], settings: Any
+) -> None:
+    signed_in.cookies[settings.LANGUAGE_COOKIE_NAME] = language
+    for name in (
+        "accounts:account",
+        "accounts:change_email",
+        "accounts:change_phone",
+        "accounts:delete",
+        "account_change_password",
+        "account_email",
+        "account_logout",
+    ):
+        response = signed_in.get(reverse(name))
+        assert response.status_code == 200, name
+        assert f'lang="{language}"'.encode() in response.content, name
+    signed_in.post(reverse("accounts:change_phone"), {"phone": "+8613900139000"})
+    page = signed_in.get(reverse("accounts:confirm_phone"))
+    assert page.status_code == 200 and b'id="resend-code"' in page.content
+    anonymous = Client()
+    anonymous.cookies[settings.LANGUAGE_COOKIE_NAME] = language
+    anonymous.post(reverse("account_request_login_code"), {"method": "phone", "phone": PHONE})
+    page = anonymous.get(reverse("account_confirm_login_code"))
+    assert page.status_code == 200 and b'id="code-form"' in page.content
+    anonymous = Client()
+    anonymous.post(reverse("account_reset_password"), {"email": "amy@example.com"})
+    page = anonymous.get(reverse("account_confirm_password_reset_code"))
+    assert page.status_code == 200 and b'id="code-submit"' in page.content
