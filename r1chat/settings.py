@@ -148,7 +148,8 @@ else:
                 ),
             },
             # A file, not memory: the browser tests' server process opens the same database.
-            "TEST": {"NAME": DATA_DIR / "test_db.sqlite3"},
+            # The test environment names one per run, so concurrent runs never share it.
+            "TEST": {"NAME": os.environ.get("R1CHAT_TEST_DB") or DATA_DIR / "test_db.sqlite3"},
         }
     }
 

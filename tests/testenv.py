@@ -1,6 +1,7 @@
 """Loaded with `-p tests.testenv` before Django's settings: the environment of every test run."""
 
 import os
+import tempfile
 
 # Tests talk plain HTTP to the app: no HTTPS redirect or secure-only cookies.
 os.environ.setdefault("R1CHAT_HTTPS", "0")
@@ -9,3 +10,7 @@ os.environ.setdefault("R1CHAT_SIMULATOR", "off")
 # Static files from the source folders (no collectstatic before tests).
 os.environ.setdefault("R1CHAT_STATIC_MANIFEST", "0")
 os.environ.setdefault("SMS_BACKEND", "locmem")
+# One SQLite test database per run (inherited by the live-server processes it spawns).
+os.environ.setdefault(
+    "R1CHAT_TEST_DB", os.path.join(tempfile.gettempdir(), f"r1chat-test-{os.getpid()}.sqlite3")
+)
