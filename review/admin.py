@@ -20,6 +20,10 @@ from .models import Feedback, ReviewAudit, UsageRecord, UserQuota
 from .quota import daily_quota
 from .usage import tokens_used_on
 
+admin.site.site_header = gettext_lazy("r1chat administration")
+admin.site.site_title = gettext_lazy("r1chat admin")
+admin.site.index_title = gettext_lazy("Team portal")
+
 
 def _review_link(conversation_uuid: Any, title: str) -> str:
     return format_html(
