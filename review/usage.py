@@ -46,7 +46,7 @@ def record_usage(message: Any, user_id: int | None = None) -> UsageRecord | None
     completion = _int(usage.get("completion_tokens"))
     reasoning = _int(usage.get("reasoning_tokens"))
     estimated = False
-    if not completion:
+    if usage.get("completion_tokens") is None:
         text_length = len(message.content or "") + len(message.reasoning or "")
         if text_length:
             completion = -(-text_length // CHARS_PER_TOKEN)
