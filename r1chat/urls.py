@@ -3,10 +3,11 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from . import views
+from . import readiness, views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", readiness.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("account/", include("accounts.urls")),
