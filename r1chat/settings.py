@@ -403,15 +403,22 @@ R1CHAT_DEFAULT_DAILY_TOKEN_QUOTA = env_int("R1CHAT_DEFAULT_DAILY_TOKEN_QUOTA", 0
 # `interrupted` with their partial text (conversations.shutdown).
 R1CHAT_SHUTDOWN_GRACE = env_float("R1CHAT_SHUTDOWN_GRACE", 20.0)
 
+
 # The chat WebSocket in the CSP. Browsers implementing CSP 3 let 'self' cover ws:/wss: to the same
 # host; older ones (Safari < 15.4) need the socket's origin spelled out. Only this site's hosts.
-_ws_scheme = "wss" if HTTPS else "ws"
-_ws_sources = []
-for _host in ALLOWED_HOSTS:
-    if _host == "*" or _host.startswith("["):  # no wildcard-everything, no IPv6 literals in CSP
-        continue
-    _host = "*" + _host if _host.startswith(".") else _host
-    # Behind TLS the socket uses the default port; in plain-HTTP development any port.
-    _ws_sources.append(f"{_ws_scheme}://{_host}" + ("" if HTTPS else ":*"))
-SECURE_CSP = {**SECURE_CSP, "connect-src": [CSP.SELF, *_ws_sources]}
-del _ws_scheme, _ws_sources, _host
+def _websocket_sources(hosts: list[str], https: bool) -> list[str]:
+    scheme = "wss" if https else "ws"
+    sources = []
+    for host in hosts:
+        if host == "*" or host.startswith("["):  # no match-everything, no IPv6 literals in CSP
+            continue
+        host = "*" + host if host.startswith(".") else host
+        # Behind TLS the socket uses the default port; in plain-HTTP development any port.
+        sources.append(f"{scheme}://{host}" + ("" if https else ":*"))
+    return sources
+
+
+SECURE_CSP = {
+    **SECURE_CSP,
+    "connect-src": [CSP.SELF, *_websocket_sources(ALLOWED_HOSTS, HTTPS)],
+}
