@@ -66,6 +66,8 @@ __all__ = [
 MAX_INLINE_MATH = 2_000
 MAX_DISPLAY_MATH = 20_000
 MAX_HIGHLIGHT = 100_000
+CACHE_MAX_TEX = 500  # formulas up to this size are cached (a few KiB of MathML each)
+CACHE_MAX_CODE = 8_000  # code blocks up to this size are cached
 
 PYGMENTS_LIGHT_STYLE = "default"
 PYGMENTS_DARK_STYLE = "github-dark"
@@ -104,9 +106,16 @@ def _tex_to_mathml(tex: str, display: bool) -> str | None:
 _CHAR_REF_RE = re.compile(r"&amp;(#x[0-9A-Fa-f]{1,6};|#[0-9]{1,7};)")
 
 
-@functools.lru_cache(maxsize=1024)  # the streaming tail re-renders the same formulas
 def _math_html(tex: str, display: bool, *, as_block: bool) -> str:
+    # The streaming tail re-renders the same formulas, and short ones recur across messages;
+    # only short ones are cached, so the cache stays small.
     tex = tex.strip()
+    if len(tex) <= CACHE_MAX_TEX:
+        return _cached_math_html(tex, display, as_block)
+    return _uncached_math_html(tex, display, as_block)
+
+
+def _uncached_math_html(tex: str, display: bool, as_block: bool) -> str:
     mathml = _tex_to_mathml(tex, display) if tex else None
     if mathml is None:
         if as_block:
@@ -115,6 +124,9 @@ def _math_html(tex: str, display: bool, *, as_block: bool) -> str:
     if as_block:
         return f'<div class="math-display">{mathml}</div>\n'
     return mathml
+
+
+_cached_math_html = functools.lru_cache(maxsize=2048)(_uncached_math_html)
 
 
 # Inline patterns, after texmath's "dollars" and "brackets" rules; matched at a position
@@ -225,8 +237,14 @@ def _lexer_for(lang: str) -> Lexer | None:
 _FORMATTER = HtmlFormatter(nowrap=True)
 
 
-@functools.lru_cache(maxsize=64)  # a closed fence stays in the streaming tail for a while
 def _code_block_html(code: str, lang: str, *, highlight_code: bool) -> str:
+    # A closed fence stays in the streaming tail until the next block starts: cache small ones.
+    if len(code) <= CACHE_MAX_CODE:
+        return _cached_code_block_html(code, lang, highlight_code)
+    return _uncached_code_block_html(code, lang, highlight_code)
+
+
+def _uncached_code_block_html(code: str, lang: str, highlight_code: bool) -> str:
     lang = lang if _LANG_RE.fullmatch(lang) else ""
     lexer = _lexer_for(lang.lower()) if lang and highlight_code else None
     if lexer is not None and len(code) <= MAX_HIGHLIGHT:
@@ -240,6 +258,9 @@ def _code_block_html(code: str, lang: str, *, highlight_code: bool) -> str:
         '<button type="button" class="copy-code" data-copy>Copy</button></div>'
         f'<pre class="{HIGHLIGHT_CLASS}"><code>{body}</code></pre></div>\n'
     )
+
+
+_cached_code_block_html = functools.lru_cache(maxsize=32)(_uncached_code_block_html)
 
 
 def _fence_rule_marking_closed(original: Any) -> Any:
@@ -276,8 +297,11 @@ def _validate_link(url: str) -> bool:
     return bool(_SAFE_SCHEME_RE.match(url.strip()))
 
 
-_ALIGN_CLASSES = {"text-align:left": "align-left", "text-align:center": "align-center"}
-_ALIGN_CLASSES["text-align:right"] = "align-right"
+_ALIGN_CLASSES = {
+    "text-align:left": "align-left",
+    "text-align:center": "align-center",
+    "text-align:right": "align-right",
+}
 
 
 def _table_align_to_class(state: StateCore) -> None:
@@ -482,7 +506,7 @@ def _find_boundary(text: str) -> int:
         offsets.append(offsets[-1] + len(line) + 1)
     for start in starts:
         line = lines[start]
-        if line[:1] not in ("", " ", "\t") and not lines[start - 1].strip():
+        if line[:1] not in ("", " ", "\t") and not lines[start - 1].strip(" \t"):
             return offsets[start]
     return 0
 
