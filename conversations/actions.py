@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 
 from . import catalog
 from .backends.base import ChatRequest
+from .errors import describe_error
 from .generation import GenerationRunner, mark_interrupted, running
 from .models import Conversation, Message
 from .protocol import ClientError, not_found
@@ -259,6 +260,7 @@ async def send_message(
     """Create the user's message and the assistant's (streaming); the caller then `start`s."""
     _throttle(user)
     existing = await get_conversation(user, conversation) if conversation else None
+    await _check_quota(user)
     config = await _resolve_config(user, existing, settings)
     try:
         turn = await sync_to_async(_create_send)(
@@ -302,6 +304,7 @@ async def regenerate(user: Any, message_uuid: uuid.UUID, settings: dict[str, Any
     if message.role != Message.Role.ASSISTANT:
         raise ClientError("invalid", _("Only an answer can be regenerated."))
     _throttle(user)
+    await _check_quota(user)
     config = await _resolve_config(user, message.conversation, settings)
     turn = await sync_to_async(_create_version)(message, None, config)
     turn.assistant._r1chat_config = config  # type: ignore[attr-defined]
@@ -313,6 +316,7 @@ async def edit(user: Any, message_uuid: uuid.UUID, content: str, settings: dict[
     if message.role != Message.Role.USER:
         raise ClientError("invalid", _("Only your own messages can be edited."))
     _throttle(user)
+    await _check_quota(user)
     config = await _resolve_config(user, message.conversation, settings)
     turn = await sync_to_async(_create_version)(message, content, config)
     turn.assistant._r1chat_config = config  # type: ignore[attr-defined]
@@ -357,7 +361,6 @@ async def start_generation(turn: Turn) -> GenerationRunner | None:
     if backend is None:
         error_code = "no_backend"
     else:
-        error_code = await _quota_error(turn.conversation.owner_id)
         tree = await sync_to_async(Tree.load)(turn.conversation)
         user_message = tree.by_id[assistant.parent_id]
         request = ChatRequest(
@@ -380,9 +383,13 @@ async def start_generation(turn: Turn) -> GenerationRunner | None:
     return runner
 
 
-async def _quota_error(user_id: int) -> str | None:
-    """A hook for daily token quotas; None means the generation may start."""
-    return None
+async def _check_quota(user: Any) -> None:
+    """Refuse before anything is stored once the user's daily token quota is used up."""
+    from review.quota import aquota_error
+
+    code = await aquota_error(user.pk)
+    if code:
+        raise ClientError(code, str(describe_error(code)["message"]))
 
 
 async def _after_generation(runner: GenerationRunner) -> None:

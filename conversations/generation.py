@@ -21,6 +21,8 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
+from review.usage import arecord_usage
+
 from .backends import get_backend
 from .backends.base import Answer, BackendError, ChatRequest, Finished, Reasoning, Usage
 from .errors import describe_error
@@ -199,6 +201,7 @@ class GenerationRunner:
             ).aupdate(**fields)
             for key, value in fields.items():
                 setattr(self.message, key, value)
+            await arecord_usage(self.message, self.conversation.owner_id)
             self.seq += 1
             frame = {
                 "type": "generation.done",

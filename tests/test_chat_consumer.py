@@ -484,3 +484,23 @@ async def test_a_revoked_session_closes_the_socket(alice):
     await get_channel_layer().group_send(f"user.{user.pk}", {"type": "user.revoked"})
     output = await tab.ws.receive_output(timeout=2)
     assert output["type"] == "websocket.close"
+
+
+async def test_a_used_up_quota_blocks_the_next_generation_and_stores_nothing(alice):
+    from review.models import UsageRecord, UserQuota
+
+    user, _backend = alice
+    await UserQuota.objects.acreate(user=user, daily_tokens=100)
+    tab = await Tab.open(user)
+    _conv, _u, reply_id = await _send(tab)
+    await tab.until("generation.done", message=reply_id)
+    record = await UsageRecord.objects.aget(message_uuid=reply_id)
+    assert record.prompt_tokens + record.completion_tokens >= 100
+    messages = await Message.objects.acount()
+    await tab.send({"type": "send", "conversation": None, "content": "more", "client_id": "q2"})
+    error = await tab.until("error")
+    assert error["code"] == "quota"
+    assert "quota" in error["detail"]
+    assert await Message.objects.acount() == messages
+    assert await Conversation.objects.acount() == 1
+    await tab.close()
