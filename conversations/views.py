@@ -227,11 +227,34 @@ def _notice(message: dict[str, Any]) -> str:
     return ""
 
 
+def _labels() -> dict[str, str]:
+    """The fixed words of `_message.html` and `_sidebar_item.html`, translated once a page."""
+    return {
+        "copy": _("Copy"),
+        "edit": _("Edit"),
+        "regenerate": _("Regenerate"),
+        "retry": _("Retry"),
+        "usage": _("Usage"),
+        "previous": _("Previous version"),
+        "next": _("Next version"),
+        "options": _("Options"),
+    }
+
+
 def _for_template(message: dict[str, Any]) -> dict[str, Any]:
     """A serialised message with what `_message.html` shows besides the text."""
-    message["versions_json"] = json.dumps(message["versions"]["ids"])
+    versions = message["versions"]
+    message["versions_json"] = json.dumps(versions["ids"])
+    message["versions_label"] = f"{versions['index']} / {versions['count']}"
+    message["single"] = versions["count"] < 2
+    message["first"] = versions["index"] <= 1
+    message["last"] = versions["index"] >= versions["count"]
     if message["role"] != Message.Role.ASSISTANT:
         return message
+    message.setdefault("reasoning", "")
+    message.setdefault("html", "")
+    message.setdefault("error", None)
+    message["deep_think_attr"] = "true" if message.get("deep_think") else "false"
     streaming = message["status"] == Message.Status.STREAMING
     timings = message.get("timings") or {}
     message["usage_json"] = json.dumps(message.get("usage") or {})
@@ -240,6 +263,7 @@ def _for_template(message: dict[str, Any]) -> dict[str, Any]:
         streaming and message.get("deep_think")
     )
     message["thinking_open"] = streaming and not message.get("content")
+    message["typing"] = streaming and not message.get("content") and not message["show_thinking"]
     message["thinking_label"] = (
         _("Thinking…") if streaming else _thinking_label(timings.get("thought_seconds"))
     )
@@ -333,6 +357,7 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
         "blank_assistant": _blank("assistant"),
         "blank_item": {"id": "", "title": "", "pinned": False, "updated_at": "", "group": ""},
         "chat_strings": js_strings(),
+        "t": _labels(),
         "sidebar": sidebar_page(request),
         "chat_config": {
             "conversation": str(conversation.uuid) if conversation else None,
