@@ -644,3 +644,14 @@ async def test_many_concurrent_streams(sim: Simulator) -> None:
         elapsed = time.monotonic() - started
     assert all(sse_chunks(r.content)[1] for r in responses)
     assert elapsed < 2.5  # 22 frames at 50/s is ~0.4 s per stream, all at once
+
+
+def test_head_and_unknown_paths_keep_the_connection_usable(
+    sim: Simulator, client: httpx.Client
+) -> None:
+    assert client.head("/").status_code == 200
+    assert client.get("/").text == "Ollama is running"
+    assert client.get("/nope").status_code == 404
+    assert client.get("/chat/completions").status_code == 405
+    assert sse_chunks(client.post("/chat/completions", json=CHAT).content)[1]
+    assert len({r.extra["peer"] for r in sim.requests}) == 1

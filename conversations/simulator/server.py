@@ -239,10 +239,11 @@ class _Connection:
                 if self.eof:
                     return False
                 self._finish(request, reply.status)
-                self.writer.write(
-                    self._head(reply.status, reply.headers, length=len(reply.body), close=not keep)
-                    + reply.body
+                head = self._head(
+                    reply.status, reply.headers, length=len(reply.body), close=not keep
                 )
+                # A HEAD response announces the body's length but never carries it.
+                self.writer.write(head if request.method == "HEAD" else head + reply.body)
                 await self.writer.drain()
                 return keep
             return await self._stream(request, reply, scenario, keep)

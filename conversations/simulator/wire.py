@@ -481,57 +481,92 @@ def build_plan(
     )
 
 
-def _units(plan: Plan, profile: str, split_tags: bool) -> list[tuple[str, Any]]:
+def _units(
+    plan: Plan, profile: str, split_tags: bool, carry_last: bool = False
+) -> Iterator[tuple[str, Any]]:
     """The frame-sized pieces of output in order: ("r"|"a"|"c", text), ("m", (r, a)), ("x", None).
 
     "c" is text carried in the content field that is not a token of either channel (inline tags),
-    "m" the transition frame carrying both channels, "x" where a marker fault strikes.
+    "m" the transition frame carrying both channels, "x" where a marker fault strikes. Lazy, so a
+    burst of long streams costs nothing up front. `carry_last` leaves out the final token (the
+    caller puts it on Ollama's done line; see `_carried`).
     """
-    reasoning, answer = list(plan.reasoning), list(plan.answer)
+    reasoning, answer = plan.reasoning, plan.answer
+    if carry_last:
+        reasoning, answer = (reasoning, answer[:-1]) if answer else (reasoning[:-1], answer)
     style = plan.style
-    if style == "fields" and profile in _NEWLINE_PROFILES:
-        if reasoning:
-            reasoning[0] = "\n" + reasoning[0]
-        if answer:
-            answer[0] = "\n\n" + answer[0]
-    open_tag = ["<th", "ink>"] if split_tags else ["<think>"]
-    close_tag = ["</thi", "nk>"] if split_tags else ["</think>"]
-    units: list[tuple[str, Any]] = []
     inline = style in ("tags", "preopened", "empty")
-    if style == "tags":
-        units += [("c", t) for t in (*open_tag, "\n")]
-    elif style == "empty":
-        units += [("c", t) for t in (*open_tag, "\n\n", *close_tag, "\n\n")]
-    closing = (
-        [("c", t) for t in ("\n", *close_tag, "\n\n")] if style in ("tags", "preopened") else []
-    )
+    r_kind, a_kind = ("c", "c") if inline else ("r", "a")
+    open_tag = ("<th", "ink>") if split_tags else ("<think>",)
+    close_tag = ("</thi", "nk>") if split_tags else ("</think>",)
+    closing = ("\n", *close_tag, "\n\n") if style in ("tags", "preopened") else ()
+    newlines = style == "fields" and profile in _NEWLINE_PROFILES
     marker = plan.at if plan.fault in _MARKER_FAULTS else None
-    index = 0
-    for token in reasoning:
+    n_r = len(reasoning)
+    # The transition frame: the last reasoning token and the first answer token together, unless
+    # a fault strikes between them (Ollama keeps a separate final token for its done line).
+    merge = (
+        style == "fields"
+        and profile in _MERGE_PROFILES
+        and n_r > 0
+        and len(answer) > 0
+        and marker != n_r
+        and (profile != "ollama-modern" or len(plan.answer) >= 2)
+    )
+    if style == "tags":
+        for tag in (*open_tag, "\n"):
+            yield ("c", tag)
+    elif style == "empty":
+        for tag in (*open_tag, "\n\n", *close_tag, "\n\n"):
+            yield ("c", tag)
+    last_r = n_r - 1 if merge else n_r
+    for index in range(last_r):
         if index == marker:
-            units.append(("x", None))
-        units.append(("c" if inline else "r", token))
-        index += 1
-    closed_done = False
-    for token in answer:
+            yield ("x", None)
+        token = reasoning[index]
+        yield (r_kind, "\n" + token if newlines and index == 0 else token)
+    index = last_r
+    answer_from = 0
+    if merge:
         if index == marker:
-            units.append(("x", None))
-        if not closed_done:
-            units += closing
-            closed_done = True
-        units.append(("c" if inline else "a", token))
+            yield ("x", None)
+        r_token, a_token = reasoning[-1], answer[0]
+        if newlines:
+            r_token = "\n" + r_token if n_r == 1 else r_token
+            a_token = "\n\n" + a_token
+        yield ("m", (r_token, a_token))
+        index, answer_from = n_r + 1, 1
+    for position in range(answer_from, len(answer)):
+        if index == marker:
+            yield ("x", None)
+        if position == 0:
+            for tag in closing:
+                yield ("c", tag)
+        token = answer[position]
+        yield (a_kind, "\n\n" + token if newlines and position == 0 else token)
         index += 1
     if marker is not None and index <= marker:
-        units.append(("x", None))
-    if plan.closed and not closed_done:
-        units += closing
-    if style == "fields" and profile in _MERGE_PROFILES:
-        for i in range(len(units) - 1):
-            if units[i][0] == "r" and units[i + 1][0] == "a":
-                if len(answer) >= 2 or profile != "ollama-modern":
-                    units[i : i + 2] = [("m", (units[i][1], units[i + 1][1]))]
-                break
-    return units
+        yield ("x", None)
+    if plan.closed and not answer and not carry_last:
+        for tag in closing:
+            yield ("c", tag)
+
+
+def _carried(plan: Plan, profile: str) -> tuple[str, str] | None:
+    """The final token modern Ollama copies into its done line, if this stream has one."""
+    if (
+        profile != "ollama-modern"
+        or plan.style not in ("fields", "plain")
+        or plan.finish is None
+        or plan.fault == "complete_then_keepalive"
+        or (plan.fault in _MARKER_FAULTS and plan.at >= len(plan.reasoning) + len(plan.answer))
+    ):
+        return None
+    if plan.answer:
+        return ("a", plan.answer[-1])
+    if plan.reasoning:
+        return ("r", plan.reasoning[-1])
+    return None
 
 
 # --- Streams --------------------------------------------------------------------------------
@@ -764,7 +799,7 @@ class _OpenAIFrames:
 
 def _steps(
     ctx: Ctx,
-    units: list[tuple[str, Any]],
+    units: Iterator[tuple[str, Any]],
     *,
     comment: bytes,
     start: list[bytes],
@@ -792,7 +827,7 @@ def _steps(
     for frame in start:
         yield (pending, fix(between + frame), None)
         pending, first = 0.0, False
-    for i, (kind, value) in enumerate(units):
+    for kind, value in units:
         if kind == "x":
             fault = plan.fault
             if fault == "stall":
@@ -813,8 +848,8 @@ def _steps(
                 yield (pending, b"", "reset")
                 return
             elif fault == "cut_mid_line":
-                following = [u for u in units[i + 1 :] if u[0] != "x"]
-                whole = render_unit(*following[0]) if following else finish()[0]
+                following = next((u for u in units if u[0] != "x"), None)
+                whole = render_unit(*following) if following else finish()[0]
                 yield (pending or interval, fix(whole[: len(whole) // 2]), None)
                 yield (0.0, b"", "drop")
                 return
@@ -891,17 +926,8 @@ def ollama_stream(ctx: Ctx) -> Iterator[Step]:
             return head() + _js(value[1]) + b',"thinking":' + _js(value[0]) + b'},"done":false}\n'
         return head() + _js(value) + b'},"done":false}\n'
 
-    units = _units(plan, chat.profile, scenario.split_tags)
-    carry: tuple[str, Any] | None = None
-    # Modern Ollama copies the runner's final token into the done line.
-    if (
-        chat.profile == "ollama-modern"
-        and plan.finish is not None
-        and plan.fault != "complete_then_keepalive"
-        and units
-        and units[-1][0] in ("r", "a")
-    ):
-        carry = units.pop()
+    carry = _carried(plan, chat.profile)
+    units = _units(plan, chat.profile, scenario.split_tags, carry_last=carry is not None)
 
     def finish() -> list[bytes]:
         if plan.fault == "complete_then_keepalive":
