@@ -203,7 +203,10 @@ export function applyDelta(el, frame) {
   live.seq = frame.seq ?? live.seq;
   if (el.dataset.status !== "streaming") setStatus(el, "streaming");
   if (frame.reasoning) {
-    if (live.reasoningStart == null) live.reasoningStart = Date.now();
+    if (live.reasoningStart == null) {
+      live.reasoningStart = Date.now();
+      part(el, ".thinking-label").textContent = t("thinking_seconds", { count: 0 });
+    }
     live.reasoning += frame.reasoning;
     const box = part(el, ".thinking-text");
     const node = box.lastChild;

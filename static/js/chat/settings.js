@@ -29,6 +29,14 @@ export class Settings {
   }
 
   wire() {
+    document.getElementById("sim-banner-close").addEventListener("click", () => {
+      this.banner.hidden = true;
+      try {
+        sessionStorage.setItem("r1chat.simBanner", "hidden");
+      } catch {
+        /* storage blocked: hidden for this page only */
+      }
+    });
     this.button.addEventListener("click", () => this.toggle());
     document.getElementById("settings-close").addEventListener("click", () => this.toggle(false));
     document.getElementById("settings-save-defaults").addEventListener("click", () => this.saveDefaults());
@@ -68,6 +76,14 @@ export class Settings {
     this.systemPrompt.addEventListener("input", () => {
       this.state.system_prompt = this.systemPrompt.value;
     });
+  }
+
+  bannerDismissed() {
+    try {
+      return sessionStorage.getItem("r1chat.simBanner") === "hidden";
+    } catch {
+      return false;
+    }
   }
 
   toggle(open = this.panel.hidden) {
@@ -185,7 +201,7 @@ export class Settings {
       this.state.max_tokens = limit;
     }
     this.showValues();
-    this.banner.hidden = !choice?.backend.simulated;
+    this.banner.hidden = !choice?.backend.simulated || this.bannerDismissed();
   }
 
   /** The settings for the next send, regenerate or edit frame. */
