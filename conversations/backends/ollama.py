@@ -24,7 +24,14 @@ from .base import (
     ModelInfo,
     Usage,
 )
-from .retry import HTTPBackend, StreamTimer, clean_history, name_always_thinks, stream_error
+from .retry import (
+    HTTPBackend,
+    StreamTimer,
+    clean_history,
+    drain,
+    name_always_thinks,
+    stream_error,
+)
 from .streams import ChannelAssembler, NDJSONReader
 
 # Ollama's default context is 2048 on old servers and VRAM-dependent on new ones (§2.1);
@@ -212,6 +219,8 @@ class OllamaBackend(HTTPBackend):
                         raise BackendError(
                             ErrorKind.TRUNCATED, "the connection closed before the model finished"
                         )
+                if not eof:
+                    await drain(chunks, timer)
             finally:
                 await chunks.aclose()
         finally:

@@ -31,6 +31,7 @@ from .retry import (
     HTTPBackend,
     StreamTimer,
     clean_history,
+    drain,
     error_message,
     name_always_thinks,
     stream_error,
@@ -258,6 +259,8 @@ class OpenAIBackend(HTTPBackend):
                 for sse in sse_events:
                     kind = sse.kind
                     if kind == "done":
+                        if not eof:
+                            await drain(chunks, timer)
                         return
                     if kind == "error":
                         try:

@@ -12,6 +12,7 @@ import contextlib
 import email.utils
 import logging
 import random
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -102,6 +103,19 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def _text_of(body: str) -> str:
+    """A short, single-line, tag-free summary of a non-JSON body (the title of an HTML page)."""
+    text = body.strip()
+    if text.startswith("<"):
+        low = text.lower()
+        start, end = low.find("<title>"), low.find("</title>")
+        if 0 <= start < end:
+            text = text[start + len("<title>") : end]
+        else:
+            text = re.sub(r"<[^>]*>", " ", text)
+    return " ".join(text.split())[:300]
+
+
 def kind_for_status(status: int, message: str = "") -> ErrorKind:
     low = message.lower()
     if status in (401, 403):
@@ -137,8 +151,7 @@ def error_from_response(
         message = error_message(orjson.loads(body))
     if message is None:
         # Not JSON (a proxy's HTML 502 page): keep a short, single-line piece of the text.
-        text = body.decode("utf-8", "replace").strip()
-        message = " ".join(text.split())[:300] or httpx.codes.get_reason_phrase(status)
+        message = _text_of(body.decode("utf-8", "replace")) or httpx.codes.get_reason_phrase(status)
     kind = kind_for_status(status, message)
     retry_after = parse_retry_after(headers.get("retry-after"))
     return BackendError(
@@ -241,6 +254,18 @@ class StreamTimer:
         else:
             detail = f"no-data timeout: no data for {cfg.no_data_timeout:g} s (keep-alives only)"
         return BackendError(ErrorKind.TIMEOUT, detail, retryable=True)
+
+
+async def drain(chunks: AsyncIterator[bytes], timer: StreamTimer, seconds: float = 0.25) -> None:
+    """Read what is left of a finished body (the chunked terminator, a trailing newline) so
+    the connection goes back to the pool instead of being closed half-read. Bounded in time
+    and in reads: a server that keeps talking after its terminal event is simply cut off."""
+    cap = asyncio.get_running_loop().time() + seconds
+    timer.cap = cap if timer.cap is None else min(cap, timer.cap)
+    with contextlib.suppress(BackendError):
+        for _ in range(4):
+            if await timer.read(chunks) is None:
+                return
 
 
 def describe_transport(exc: Exception) -> str:
