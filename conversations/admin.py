@@ -83,7 +83,7 @@ class LinesField(forms.CharField):
 class BackendForm(forms.ModelForm):
     # The stored key never enters this form: not as initial data, not as a widget value.
     new_api_key = forms.CharField(
-        label=gettext_lazy("API key"),
+        label=gettext_lazy("New API key"),
         required=False,
         strip=True,
         max_length=500,
@@ -92,14 +92,14 @@ class BackendForm(forms.ModelForm):
     )
     clear_api_key = forms.BooleanField(label=gettext_lazy("Clear the stored key"), required=False)
     model_allowlist = LinesField(
-        label=gettext_lazy("model allowlist"),
+        label=gettext_lazy("Model allowlist"),
         required=False,
         help_text=gettext_lazy(
             "One model name per line. Empty offers every model the server lists."
         ),
     )
     assume_open_think = LinesField(
-        label=gettext_lazy("models with a pre-opened <think>"),
+        label=gettext_lazy("Models with a pre-opened <think>"),
         required=False,
         help_text=gettext_lazy("Models whose output starts inside the reasoning."),
     )
@@ -228,7 +228,7 @@ class BackendAdmin(admin.ModelAdmin):
         (gettext_lazy("Health"), {"fields": ("health_summary", "last_checked_at")}),
     )
 
-    @admin.display(description=gettext_lazy("API key"))
+    @admin.display(description=gettext_lazy("Stored key"))
     def api_key_status(self, backend: Backend) -> str:
         return _("stored (never shown)") if backend.api_key else _("none")
 

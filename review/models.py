@@ -89,6 +89,14 @@ class Feedback(models.Model):
     def __str__(self) -> str:
         return f"{self.rating} {self.message_id}"
 
+    @classmethod
+    def ratings_for(cls, user_id: int, message_ids: list[int]) -> dict[int, dict[str, str]]:
+        """{message pk: {"rating", "reason"}} of one user, for showing the thumbs on a page."""
+        rows = cls.objects.filter(user_id=user_id, message_id__in=message_ids).values_list(
+            "message_id", "rating", "reason"
+        )
+        return {pk: {"rating": rating, "reason": reason} for pk, rating, reason in rows}
+
 
 class UsageRecord(models.Model):
     """The tokens of one generation. Kept when its conversation is deleted, so quotas hold."""

@@ -140,3 +140,12 @@ def test_a_flag_puts_the_conversation_in_the_queue_until_it_is_reviewed(
 def test_the_admin_index_links_the_queue(people: dict[str, Any]) -> None:
     html = client_for(people["root"]).get(reverse("admin:index")).content.decode()
     assert "?flagged=queue" in html and "Review queue" in html
+
+
+def test_ratings_for_gives_the_page_one_users_thumbs(people: dict[str, Any]) -> None:
+    _, _, answer = make_conversation(people["alice"])
+    rate(client_for(people["alice"]), answer, {"rating": "down", "reason": "no"})
+    assert Feedback.ratings_for(people["alice"].pk, [answer.pk]) == {
+        answer.pk: {"rating": "down", "reason": "no"}
+    }
+    assert Feedback.ratings_for(people["bob"].pk, [answer.pk]) == {}
