@@ -305,6 +305,7 @@ class GenerationRunner:
     def snapshot(self) -> dict[str, Any]:
         """Everything the frames up to `seq` carried, for a tab that (re)subscribes."""
         self._render()  # the tail as of now; new final blocks go out with the next delta
+        unsent = sum(map(len, self.unsent_append))
         timings = {
             "first_reasoning": _since(self.message.created_at, self.reasoning_started_at),
             "first_answer": _since(self.message.created_at, self.answer_started_at),
@@ -316,6 +317,10 @@ class GenerationRunner:
             "reasoning": "".join(self.reasoning_parts),
             "answer": "".join(self.answer_parts),
             "html": self.renderer.stable_html + self.tail_html,
+            # The same HTML split where the next delta's html_append continues it: blocks the
+            # last render finalised are not sent yet, so they belong to the replaceable tail.
+            "html_stable": self.renderer.stable_html[: len(self.renderer.stable_html) - unsent],
+            "html_tail": "".join(self.unsent_append) + self.tail_html,
             "phase": self.phase,
             "status": "streaming",
             "timings": timings,

@@ -28,9 +28,11 @@ Server → client
 - ``message.updated {conversation, message}`` — a whole stored message, replacing what the tab
   shows (a resumed generation that ended before its snapshot arrived).
 - ``thread {conversation, messages}`` — the whole visible thread, after ``switch``.
-- ``generation.snapshot {message, seq, reasoning, answer, html, phase, status, timings}`` —
-  everything so far, for a tab that (re)subscribes mid-stream; live deltas follow with
-  ``seq`` greater than the snapshot's.
+- ``generation.snapshot {message, seq, reasoning, answer, html, html_stable, html_tail, phase,
+  status, timings}`` — everything so far, for a tab that (re)subscribes mid-stream; live deltas
+  follow with ``seq`` greater than the snapshot's. ``html`` = ``html_stable`` + ``html_tail``:
+  the next delta's ``html_append`` goes after ``html_stable`` and its ``html_tail`` replaces
+  ``html_tail``.
 - ``generation.delta {message, seq, reasoning?, answer?, html_append?, html_tail?}`` — new
   text since the previous delta (``seq`` increases by one per frame: a gap or repeat is a bug).
   The first delta with ``answer`` marks the end of the reasoning phase.
