@@ -130,6 +130,14 @@ def test_reloading_mid_stream_continues_to_the_exact_text(signed_in, live_server
     page.reload()
     page.wait_for_selector("#conn[data-state=open]")
     assert page.locator(".msg-assistant[data-status=streaming]").count() == 1
+    # Live again from the snapshot: the blocks before it stay, none twice.
+    page.wait_for_selector(".msg-assistant .answer h2")
+    for _ in range(8):
+        if page.locator(".msg-assistant[data-status=complete]").count():
+            break
+        assert page.locator(".msg-assistant .answer h2").count() == 1
+        assert page.locator(".msg-assistant .answer ul").count() <= 1
+        page.wait_for_timeout(150)
     page.wait_for_selector(".msg-assistant[data-status=complete]", timeout=30_000)
     live_text = page.locator(".msg-assistant .answer").inner_text()
     live_reasoning = page.locator(".msg-assistant .thinking-text").text_content()
