@@ -18,11 +18,24 @@ def reviews_of(user: Any, limit: int = 50) -> list[ReviewAudit]:
     """`{% reviews_of request.user as reviews %}`: newest first, for the owner's account page."""
     if user is None or not getattr(user, "is_authenticated", False):
         return []
-    return list(
-        ReviewAudit.objects.filter(owner_id=user.pk).only(
-            "reviewer_name", "conversation_uuid", "conversation_title", "action", "at"
+    entries = list(
+        ReviewAudit.objects.filter(owner_id=user.pk)
+        .select_related("conversation")
+        .only(
+            "reviewer_name",
+            "conversation_uuid",
+            "conversation_title",
+            "action",
+            "at",
+            "conversation__title",
         )[:limit]
     )
+    for entry in entries:
+        # The conversation's title now (renamed since?), else the one it had when reviewed.
+        entry.title_now = (
+            entry.conversation.title if entry.conversation else ""
+        ) or entry.conversation_title
+    return entries
 
 
 @register.simple_tag(takes_context=True)
