@@ -100,6 +100,7 @@ def test_blank_keeps_the_key_and_clear_removes_it(root: Client) -> None:
     html = root.get(change).content.decode()
     assert "stored (never shown)" in html
     assert 'type="password"' in html
+    assert reverse("admin:conversations_backend_check", args=[backend.pk]) in html  # Check now
 
     root.post(change, form_data(name="DeepSeek 2"))
     backend.refresh_from_db()
