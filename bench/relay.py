@@ -64,10 +64,14 @@ def serve(port: int, writes_file: str) -> None:
         if sql.lstrip()[:6].upper() in {"INSERT", "UPDATE", "DELETE"}:
             with lock:
                 counter["writes"] += 1
+                if os.environ.get("BENCH_LOG_WRITES"):
+                    with open(writes_file + ".log", "a") as log:
+                        log.write(sql[:120].replace("\n", " ") + "\n")
         return execute(sql, params, many, context)
 
     def on_connect(sender: Any, connection: Any, **kwargs: Any) -> None:
-        connection.execute_wrappers.append(count)
+        if count not in connection.execute_wrappers:  # the signal fires again on reconnects
+            connection.execute_wrappers.append(count)
 
     connection_created.connect(on_connect)
 
@@ -81,7 +85,20 @@ def serve(port: int, writes_file: str) -> None:
 
     from r1chat.asgi import application
 
-    Server(application, endpoints=[f"tcp:port={port}:interface=127.0.0.1"], verbosity=0).run()
+    server = Server(application, endpoints=[f"tcp:port={port}:interface=127.0.0.1"], verbosity=0)
+    profile_path = os.environ.get("BENCH_PROFILE")
+    if not profile_path:
+        server.run()
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        server.run()  # returns when SIGTERM stops the reactor
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile_path)
 
 
 # --- phase 1: the simulator directly --------------------------------------------------------

@@ -4,6 +4,7 @@ call these; nothing else writes and broadcasts by itself.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "system_prompt": "",
 }
 SEND_RATE_PER_MINUTE = int(getattr(django_settings, "R1CHAT_SEND_RATE_PER_MINUTE", 30))
+CLIENT_ID_SECONDS = 24 * 60 * 60
+QUOTA_CACHE_SECONDS = 60
 TITLE_CHARS = 60
 
 
@@ -121,104 +124,86 @@ def initial_title(content: str) -> str:
 
 
 # --- creating turns -------------------------------------------------------------------------
+#
+# The first message of a new conversation is on the hot path of every chat: its rows are
+# written in the background while the model already answers (nobody else can know the new
+# conversation yet, so nothing can race it). Follow-ups, regenerations and edits read the
+# history anyway; they check and write in one transaction before the model is asked.
 
 
 @dataclass
 class Turn:
     conversation: Conversation
     created: bool  # a new conversation
-    user_message: Message | None
+    user_message: Message | None  # None for a regeneration
     assistant: Message
-    duplicate: bool = False
+    config: dict[str, Any]
+    history: list[Message]  # the thread up to and including the question answered
+    user_versions: list[Message]  # the new question and its siblings (‹ 1/2 ›)
+    assistant_versions: list[Message]
+    saved: asyncio.Task[None] | None = None  # the background insert of a new conversation
 
 
-def _busy(conversation: Conversation) -> bool:
-    streaming = list(
-        Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING)
-    )
-    return any(not m.is_stale for m in streaming)
+def _claim_client_id(user: Any, client_id: str) -> bool:
+    """The first send with this id wins, in any process (the shared cache)."""
+    return cache.add(f"r1chat:client-id:{user.pk}:{client_id}", 1, timeout=CLIENT_ID_SECONDS)
+
+
+def _busy(tree: Tree) -> bool:
+    return any(m.status == Message.Status.STREAMING and not m.is_stale for m in tree.by_id.values())
 
 
 def _new_assistant(conversation: Conversation, parent: Message, config: dict[str, Any]) -> Message:
     now = timezone.now()
-    return Message.objects.create(
+    return Message(
         conversation=conversation,
         parent=parent,
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
-        backend_id=config.get("backend_id"),
-        backend_name=config.get("backend_name", ""),
-        model=config.get("model", ""),
-        deep_think=config.get("deep_think", True),
-        enhanced_reasoning=config.get("enhanced_reasoning", True),
-        temperature=config.get("temperature"),
-        max_tokens=config.get("max_tokens"),
+        backend_id=config["backend_id"],
+        backend_name=config["backend_name"],
+        model=config["model"],
+        deep_think=config["deep_think"],
+        enhanced_reasoning=config["enhanced_reasoning"],
+        temperature=config["temperature"],
+        max_tokens=config["max_tokens"],
         created_at=now,
         heartbeat_at=now,
     )
 
 
-@transaction.atomic
-def _create_send(
-    user: Any,
-    conversation_uuid: uuid.UUID | None,
-    content: str,
-    client_id: str,
-    parent_uuid: uuid.UUID | None,
-    config: dict[str, Any],
-) -> Turn:
-    created = False
-    if conversation_uuid is None:
-        previous = (
-            Message.objects.select_related("conversation")
-            .filter(conversation__owner=user, client_id=client_id, role=Message.Role.USER)
-            .first()
+def _save_turn(turn: Turn) -> None:
+    """Write the turn's new rows, the conversation's new leaf and settings, in one transaction."""
+    conversation = turn.conversation
+    with transaction.atomic():
+        if turn.created:
+            conversation.save(force_insert=True)
+        for message in (turn.user_message, turn.assistant):
+            if message is not None:  # (foreign keys to rows saved just before are filled in)
+                message.save(force_insert=True)
+        conversation.current_leaf = turn.assistant
+        conversation.updated_at = timezone.now()
+        conversation.settings = turn.config["stored"]
+        conversation.save(update_fields=["current_leaf", "updated_at", "settings"])
+
+
+def _load_for_turn(user: Any, conversation_uuid: uuid.UUID) -> tuple[Conversation, Tree]:
+    conversation = Conversation.objects.filter(uuid=conversation_uuid, owner=user).first()
+    if conversation is None:
+        raise not_found()
+    return conversation, Tree.load(conversation)
+
+
+def _check_and_save(turn: Turn) -> None:
+    """For an existing conversation: nothing else generating, then write (one transaction)."""
+    with transaction.atomic():
+        Conversation.objects.select_for_update().filter(pk=turn.conversation.pk).first()
+        streaming = Message.objects.filter(
+            conversation=turn.conversation, status=Message.Status.STREAMING
         )
-        if previous is not None:  # the same send again: nothing new
-            return _duplicate(previous)
-        conversation = Conversation.objects.create(
-            owner=user, title=initial_title(content), settings=config["stored"]
-        )
-        created = True
-    else:
-        conversation = (
-            Conversation.objects.select_for_update()
-            .filter(uuid=conversation_uuid, owner=user)
-            .first()
-        )
-        if conversation is None:
-            raise not_found()
-        previous = Message.objects.filter(conversation=conversation, client_id=client_id).first()
-        if previous is not None:
-            return _duplicate(previous)
-        if _busy(conversation):
+        if any(not m.is_stale for m in streaming):
             raise ClientError("busy", _("Wait for the answer to finish, or stop it first."))
-    tree = Tree.load(conversation)
-    if parent_uuid is not None:
-        parent = next((m for m in tree.by_id.values() if m.uuid == parent_uuid), None)
-        if parent is None:
-            raise not_found()
-    else:
-        leaf = (
-            tree.by_id.get(conversation.current_leaf_id) if conversation.current_leaf_id else None
-        )
-        parent = leaf or tree.default_leaf()
-    user_message = Message.objects.create(
-        conversation=conversation, parent=parent, role=Message.Role.USER, content=content,
-        client_id=client_id,
-    )  # fmt: skip
-    assistant = _new_assistant(conversation, user_message, config)
-    conversation.current_leaf = assistant
-    conversation.updated_at = timezone.now()
-    conversation.settings = config["stored"]
-    conversation.save(update_fields=["current_leaf", "updated_at", "settings"])
-    return Turn(conversation, created, user_message, assistant)
-
-
-def _duplicate(previous: Message) -> Turn:
-    conversation = previous.conversation
-    reply = previous.children.order_by("created_at").first()
-    return Turn(conversation, False, previous, reply or previous, duplicate=True)
+        _save_turn(turn)
 
 
 async def _resolve_config(
@@ -257,70 +242,111 @@ async def send_message(
     settings: dict[str, Any],
     parent: uuid.UUID | None = None,
 ) -> Turn:
-    """Create the user's message and the assistant's (streaming); the caller then `start`s."""
+    """Create the user's message and the assistant's (streaming); then `start_generation`."""
     _throttle(user)
-    existing = await get_conversation(user, conversation) if conversation else None
-    await _check_quota(user)
-    config = await _resolve_config(user, existing, settings)
+    if not _claim_client_id(user, client_id):
+        raise ClientError("duplicate", _("This message was already sent."))
     try:
-        turn = await sync_to_async(_create_send)(
-            user, conversation, content, client_id, parent, config
-        )
-    except IntegrityError:  # the same client_id raced in from another tab
-        previous = await Message.objects.select_related("conversation").aget(
-            conversation__owner=user, client_id=client_id, role=Message.Role.USER
-        )
-        return await sync_to_async(_duplicate)(previous)
-    turn.assistant._r1chat_config = config  # type: ignore[attr-defined]
+        await _check_quota(user)
+        if conversation is None:
+            if parent is not None:
+                raise not_found()
+            target = Conversation(owner=user, title=initial_title(content))
+            tree, parent_message, created = Tree([]), None, True
+        else:
+            target, tree = await sync_to_async(_load_for_turn)(user, conversation)
+            if _busy(tree):
+                raise ClientError("busy", _("Wait for the answer to finish, or stop it first."))
+            if parent is not None:
+                parent_message = next((m for m in tree.by_id.values() if m.uuid == parent), None)
+                if parent_message is None:
+                    raise not_found()
+            else:
+                leaf = tree.by_id.get(target.current_leaf_id) if target.current_leaf_id else None
+                parent_message = leaf or tree.default_leaf()
+            created = False
+        config = await _resolve_config(user, None if created else target, settings)
+    except BaseException:
+        cache.delete(f"r1chat:client-id:{user.pk}:{client_id}")  # refused: may be sent again
+        raise
+    user_message = Message(
+        conversation=target, parent=parent_message, role=Message.Role.USER, content=content,
+        client_id=client_id, created_at=timezone.now(),
+    )  # fmt: skip
+    assistant = _new_assistant(target, user_message, config)
+    turn = Turn(
+        target, created, user_message, assistant, config,
+        history=[*tree.path_to(parent_message), user_message],
+        user_versions=[*tree.children.get(parent_message.pk if parent_message else None, []),
+                       user_message],
+        assistant_versions=[assistant],
+    )  # fmt: skip
+    if created:
+        turn.saved = asyncio.create_task(sync_to_async(_save_turn)(turn))
+    else:
+        try:
+            await sync_to_async(_check_and_save)(turn)
+        except (ClientError, IntegrityError):
+            cache.delete(f"r1chat:client-id:{user.pk}:{client_id}")
+            raise
     return turn
 
 
-@transaction.atomic
-def _create_version(message: Message, content: str | None, config: dict[str, Any]) -> Turn:
-    conversation = Conversation.objects.select_for_update().get(pk=message.conversation_id)
-    if _busy(conversation):
-        raise ClientError("busy", _("Wait for the answer to finish, or stop it first."))
-    user_message: Message | None
-    if message.role == Message.Role.ASSISTANT:  # regenerate: a sibling answer
-        if message.parent_id is None:
-            raise ClientError("invalid", _("This message cannot be regenerated."))
-        user_message = Message.objects.get(pk=message.parent_id)
-    else:  # edit: a sibling question, answered anew
-        assert content is not None
-        user_message = Message.objects.create(
-            conversation=conversation, parent_id=message.parent_id, role=Message.Role.USER,
-            content=content,
-        )  # fmt: skip
-    assistant = _new_assistant(conversation, user_message, config)
-    conversation.current_leaf = assistant
-    conversation.updated_at = timezone.now()
-    conversation.settings = config["stored"]
-    conversation.save(update_fields=["current_leaf", "updated_at", "settings"])
-    return Turn(conversation, False, user_message if content is not None else None, assistant)
-
-
-async def regenerate(user: Any, message_uuid: uuid.UUID, settings: dict[str, Any]) -> Turn:
+async def _new_version(
+    user: Any, message_uuid: uuid.UUID, content: str | None, settings: dict[str, Any]
+) -> Turn:
     message = await get_message(user, message_uuid)
-    if message.role != Message.Role.ASSISTANT:
+    if content is None and message.role != Message.Role.ASSISTANT:
         raise ClientError("invalid", _("Only an answer can be regenerated."))
-    _throttle(user)
-    await _check_quota(user)
-    config = await _resolve_config(user, message.conversation, settings)
-    turn = await sync_to_async(_create_version)(message, None, config)
-    turn.assistant._r1chat_config = config  # type: ignore[attr-defined]
-    return turn
-
-
-async def edit(user: Any, message_uuid: uuid.UUID, content: str, settings: dict[str, Any]) -> Turn:
-    message = await get_message(user, message_uuid)
-    if message.role != Message.Role.USER:
+    if content is not None and message.role != Message.Role.USER:
         raise ClientError("invalid", _("Only your own messages can be edited."))
     _throttle(user)
     await _check_quota(user)
-    config = await _resolve_config(user, message.conversation, settings)
-    turn = await sync_to_async(_create_version)(message, content, config)
-    turn.assistant._r1chat_config = config  # type: ignore[attr-defined]
+    conversation, tree = await sync_to_async(_load_for_turn)(user, message.conversation.uuid)
+    if _busy(tree):
+        raise ClientError("busy", _("Wait for the answer to finish, or stop it first."))
+    config = await _resolve_config(user, conversation, settings)
+    if content is None:  # regenerate: a sibling answer to the same question
+        question = tree.by_id.get(message.parent_id) if message.parent_id else None
+        if question is None:
+            raise ClientError("invalid", _("This message cannot be regenerated."))
+        new_question = None
+    else:  # edit: a sibling question, answered anew
+        parent = tree.by_id.get(message.parent_id) if message.parent_id else None
+        question = new_question = Message(
+            conversation=conversation, parent=parent, role=Message.Role.USER, content=content,
+            created_at=timezone.now(),
+        )  # fmt: skip
+    assistant = _new_assistant(conversation, question, config)
+    if new_question is None:  # regenerate
+        history = tree.path_to(question)
+        user_versions: list[Message] = []
+        assistant_versions = [*tree.children.get(question.pk, []), assistant]
+    else:
+        history = [*tree.path_to(question.parent), question]
+        user_versions = [*tree.children.get(message.parent_id, []), question]
+        assistant_versions = [assistant]
+    turn = Turn(
+        conversation, False, new_question, assistant, config, history=history,
+        user_versions=user_versions, assistant_versions=assistant_versions,
+    )  # fmt: skip
+    await sync_to_async(_check_and_save)(turn)
     return turn
+
+
+async def regenerate(user: Any, message_uuid: uuid.UUID, settings: dict[str, Any]) -> Turn:
+    return await _new_version(user, message_uuid, None, settings)
+
+
+async def edit(user: Any, message_uuid: uuid.UUID, content: str, settings: dict[str, Any]) -> Turn:
+    return await _new_version(user, message_uuid, content, settings)
+
+
+def _serialize_new(turn: Turn, message: Message) -> dict[str, Any]:
+    siblings = turn.user_versions if message is turn.user_message else turn.assistant_versions
+    item = serialize_message(message, siblings)
+    item["parent"] = str(message.parent.uuid) if message.parent else None
+    return item
 
 
 async def announce_turn(turn: Turn, client_id: str | None = None) -> None:
@@ -337,35 +363,26 @@ async def announce_turn(turn: Turn, client_id: str | None = None) -> None:
         )
     else:
         await announce_conversation(conversation)
-    tree = await sync_to_async(Tree.load)(conversation)
     for message in (turn.user_message, turn.assistant):
-        if message is None:
-            continue
-        item = serialize_message(tree.by_id.get(message.pk, message), tree.siblings(message))
-        parent = tree.by_id.get(message.parent_id) if message.parent_id else None
-        item["parent"] = str(parent.uuid) if parent else None
-        await _to_conversation(
-            conversation,
-            {"type": "message.created", "conversation": str(conversation.uuid), "message": item},
-        )
+        if message is not None:
+            await _to_conversation(
+                conversation,
+                {
+                    "type": "message.created",
+                    "conversation": str(conversation.uuid),
+                    "message": _serialize_new(turn, message),
+                },
+            )
 
 
-async def start_generation(turn: Turn) -> GenerationRunner | None:
-    assistant = turn.assistant
-    config = getattr(assistant, "_r1chat_config", None)
-    if turn.duplicate or config is None or assistant.status != Message.Status.STREAMING:
-        return None
+async def start_generation(turn: Turn) -> GenerationRunner:
+    assistant, config = turn.assistant, turn.config
     backend = config["backend"]
     request = None
-    error_code = None
-    if backend is None:
-        error_code = "no_backend"
-    else:
-        tree = await sync_to_async(Tree.load)(turn.conversation)
-        user_message = tree.by_id[assistant.parent_id]
+    if backend is not None:
         request = ChatRequest(
             model=config["model"],
-            messages=history_for(tree, user_message, config["system_prompt"]),
+            messages=history_for(turn.history, config["system_prompt"]),
             deep_think=config["deep_think"],
             enhanced_reasoning=config["enhanced_reasoning"],
             temperature=config["temperature"],
@@ -376,8 +393,9 @@ async def start_generation(turn: Turn) -> GenerationRunner | None:
         conversation=turn.conversation,
         backend=backend,
         request=request,
-        error_code=error_code,
+        error_code=None if backend is not None else "no_backend",
         on_complete=_after_generation,
+        saved=turn.saved,
     )
     runner.start()
     return runner
@@ -385,11 +403,30 @@ async def start_generation(turn: Turn) -> GenerationRunner | None:
 
 async def _check_quota(user: Any) -> None:
     """Refuse before anything is stored once the user's daily token quota is used up."""
+    key = quota_cache_key(user.pk)
+    limit = cache.get(key)  # read on every send: cached, cleared when a quota changes
+    if limit is None:
+        from review.quota import daily_quota
+
+        limit = await sync_to_async(daily_quota)(user.pk) or 0
+        cache.set(key, limit, timeout=QUOTA_CACHE_SECONDS)
+    if not limit:
+        return
     from review.quota import aquota_error
 
     code = await aquota_error(user.pk)
     if code:
         raise ClientError(code, str(describe_error(code)["message"]))
+
+
+def quota_cache_key(user_id: int) -> str:
+    return f"r1chat:quota:{user_id}"
+
+
+def quota_changed(instance: Any = None, **kwargs: Any) -> None:
+    """Signal receiver: a user's quota was set or removed."""
+    if instance is not None:
+        cache.delete(quota_cache_key(instance.user_id))
 
 
 async def _after_generation(runner: GenerationRunner) -> None:

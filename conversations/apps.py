@@ -5,3 +5,20 @@ from django.utils.translation import gettext_lazy as _
 class ConversationsConfig(AppConfig):
     name = "conversations"
     verbose_name = _("Conversations")
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_delete, post_save
+
+        from . import catalog
+        from .models import Backend
+
+        post_save.connect(catalog.backends_changed, sender=Backend, dispatch_uid="backends-saved")
+        post_delete.connect(
+            catalog.backends_changed, sender=Backend, dispatch_uid="backends-deleted"
+        )
+        from review.models import UserQuota
+
+        from .actions import quota_changed
+
+        post_save.connect(quota_changed, sender=UserQuota, dispatch_uid="quota-saved")
+        post_delete.connect(quota_changed, sender=UserQuota, dispatch_uid="quota-deleted")

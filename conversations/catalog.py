@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.utils.translation import gettext as _
 
 from .backends import get_backend
@@ -18,6 +19,33 @@ UNREACHABLE_CACHE_SECONDS = 10.0
 
 # backend id → (checked at, updated_at of the row, models, error)
 _model_cache: dict[int, tuple[float, Any, list[ModelInfo], str | None]] = {}
+# backend id → the fetch in flight, so a burst of requests makes one /models call
+_fetching: dict[int, asyncio.Future[tuple[list[ModelInfo], str | None]]] = {}
+
+# The enabled backends, read from the database when the version in the shared cache changes
+# (every save or delete of a Backend bumps it, in any process) or after BACKENDS_SECONDS.
+BACKENDS_VERSION_KEY = "r1chat:backends-version"
+BACKENDS_SECONDS = 30.0
+_backends: tuple[float, Any, list[Backend]] | None = None
+
+
+def backends_changed(**kwargs: Any) -> None:
+    """Signal receiver: a Backend row was saved or deleted."""
+    global _backends
+    _backends = None
+    cache.set(BACKENDS_VERSION_KEY, time.time_ns(), None)
+    forget(getattr(kwargs.get("instance"), "pk", None))
+
+
+async def enabled_backends() -> list[Backend]:
+    global _backends
+    version = cache.get(BACKENDS_VERSION_KEY)  # sync on purpose: no thread hop for a cache hit
+    now = time.monotonic()
+    if _backends is not None and _backends[1] == version and now - _backends[0] < BACKENDS_SECONDS:
+        return _backends[2]
+    rows = [b async for b in Backend.objects.filter(enabled=True)]
+    _backends = (now, version, rows)
+    return rows
 
 
 def ensure_env_backends() -> list[Backend]:
@@ -56,6 +84,8 @@ def ensure_env_backends() -> list[Backend]:
 
 
 def forget(backend_id: int | None = None) -> None:
+    global _backends
+    _backends = None
     if backend_id is None:
         _model_cache.clear()
     else:
@@ -70,6 +100,24 @@ async def backend_models(backend: Backend) -> tuple[list[ModelInfo], str | None]
         ttl = MODEL_CACHE_SECONDS if cached[3] is None else UNREACHABLE_CACHE_SECONDS
         if now - cached[0] < ttl:
             return cached[2], cached[3]
+    pending = _fetching.get(backend.pk)
+    if pending is not None and pending.get_loop() is asyncio.get_running_loop():
+        return await asyncio.shield(pending)
+    future = _fetching[backend.pk] = asyncio.get_running_loop().create_future()
+    try:
+        result = await _fetch_models(backend, now)
+    except BaseException as exc:
+        future.set_exception(exc)
+        future.exception()  # retrieved: waiting callers get it, nobody else must
+        raise
+    else:
+        future.set_result(result)
+        return result
+    finally:
+        _fetching.pop(backend.pk, None)
+
+
+async def _fetch_models(backend: Backend, now: float) -> tuple[list[ModelInfo], str | None]:
     client = get_backend(backend.config())
     error: str | None = None
     models: list[ModelInfo] = []
@@ -90,7 +138,7 @@ async def backend_models(backend: Backend) -> tuple[list[ModelInfo], str | None]
 
 async def picker(user: Any = None) -> list[dict[str, Any]]:
     """Every enabled backend with its models, for the model picker (no secrets)."""
-    backends = [b async for b in Backend.objects.filter(enabled=True)]
+    backends = await enabled_backends()
     results = await asyncio.gather(*(backend_models(b) for b in backends))
     return [
         {
@@ -109,13 +157,10 @@ async def picker(user: Any = None) -> list[dict[str, Any]]:
 
 async def resolve(choice: dict[str, Any]) -> tuple[Backend | None, str, ModelInfo | None]:
     """The backend and model a generation uses: the chosen ones, else the first that works."""
-    backend: Backend | None = None
-    if choice.get("backend"):
-        backend = await Backend.objects.filter(pk=choice["backend"], enabled=True).afirst()
-    if backend is None:
-        backend = await Backend.objects.filter(enabled=True).afirst()
-    if backend is None:
+    backends = await enabled_backends()
+    if not backends:
         return None, "", None
+    backend = next((b for b in backends if b.pk == choice.get("backend")), backends[0])
     models, _error = await backend_models(backend)
     names = [m.name for m in models]
     model = choice.get("model") or ""

@@ -149,13 +149,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.user, conversation=conversation, content=content, client_id=client_id,
             settings=settings, parent=parent,
         )  # fmt: skip
-        if turn.duplicate:
-            await self.send_json(
-                {"type": "error", "code": "duplicate", "ref": client_id,
-                 "detail": _("This message was already sent."),
-                 "conversation": str(turn.conversation.uuid)}
-            )  # fmt: skip
-            return
         if self.conversation_id != str(turn.conversation.uuid):
             await self.do_subscribe(None)
             await self._join(turn.conversation.group_name, str(turn.conversation.uuid))

@@ -54,6 +54,7 @@ class GenerationRunner:
         request: ChatRequest | None,
         error_code: str | None = None,
         on_complete: Any = None,
+        saved: asyncio.Task[None] | None = None,
     ) -> None:
         self.message = message
         self.message_id = str(message.uuid)
@@ -62,6 +63,9 @@ class GenerationRunner:
         self.request = request
         self.error_code = error_code  # a failure known before starting (no backend, quota)
         self.on_complete = on_complete
+        # The background insert of a new conversation's rows: awaited before any update.
+        self.saved = saved
+        self.internal_error = False
         self.layer = get_channel_layer()
         self.group = conversation.group_name
         self.seq = 0
@@ -114,7 +118,9 @@ class GenerationRunner:
                 await self._stream()
         except asyncio.CancelledError:
             status = Message.Status.STOPPED if self.stop_requested else Message.Status.INTERRUPTED
-            if status == Message.Status.INTERRUPTED:
+            if self.internal_error:
+                status, error = Message.Status.ERROR, describe_error("internal")
+            elif status == Message.Status.INTERRUPTED:
                 error = describe_error("interrupted")
         except BackendError as exc:
             status = Message.Status.ERROR
@@ -167,9 +173,26 @@ class GenerationRunner:
         finally:
             await stream.aclose()  # closes the upstream connection at once
 
+    async def _rows_saved(self) -> bool:
+        if self.saved is None:
+            return True
+        try:
+            # Shielded: cancelling a waiter (the persister at the end) must not cancel the insert.
+            await asyncio.shield(self.saved)
+        except asyncio.CancelledError:
+            if not self.saved.done():
+                raise  # this waiter was cancelled; the insert goes on
+            logger.error("the insert of generation %s was cancelled", self.message_id)
+            return False
+        except Exception:
+            logger.exception("could not store the messages of generation %s", self.message_id)
+            return False
+        return True
+
     async def _finish(self, status: str, error: dict[str, Any] | None) -> None:
         _running.pop(self.message_id, None)
         try:
+            await self._rows_saved()
             self._move_pending()
             if self._last_moved:
                 # The rest of the text; its HTML comes complete in the done frame.
@@ -284,6 +307,12 @@ class GenerationRunner:
             await asyncio.sleep(FRAME_INTERVAL)
 
     async def _persister(self) -> None:
+        if not await self._rows_saved():
+            self.internal_error = True  # nothing can be stored: end it, visibly
+            self.stop_requested = False
+            if self.task is not None:
+                self.task.cancel()
+            return
         while True:
             await asyncio.sleep(PERSIST_INTERVAL)
             if not self.changed_since_persist:

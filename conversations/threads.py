@@ -111,12 +111,12 @@ def serialize_thread(conversation: Conversation, tree: Tree | None = None) -> li
     return out
 
 
-def history_for(tree: Tree, user_message: Message, system_prompt: str = "") -> list[dict[str, str]]:
+def history_for(path: list[Message], system_prompt: str = "") -> list[dict[str, str]]:
     """What the model is sent: {role, content} only, never reasoning; roles alternate."""
     history: list[dict[str, str]] = []
     if system_prompt.strip():
         history.append({"role": "system", "content": system_prompt})
-    for message in tree.path_to(user_message):
+    for message in path:
         if not message.content:
             continue  # a failed or empty answer is not part of the dialogue
         if history and history[-1]["role"] == message.role:

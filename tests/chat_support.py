@@ -84,9 +84,13 @@ class Tab:
         deadline = loop.time() + timeout
         while True:
             remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise AssertionError(f"no {kind} frame; got {[f['type'] for f in self.frames]}")
-            frame = await self.recv(timeout=remaining)
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                frame = await self.recv(timeout=remaining)
+            except TimeoutError:
+                got = [(f["type"], f.get("code")) for f in self.frames]
+                raise AssertionError(f"no {kind} frame in {timeout} s; got {got}") from None
             if frame["type"] == kind and all(frame.get(k) == v for k, v in match.items()):
                 return frame
 

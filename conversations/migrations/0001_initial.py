@@ -9,7 +9,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -18,106 +17,238 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Backend',
+            name="Backend",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=80, unique=True, verbose_name='name')),
-                ('kind', models.CharField(choices=[('openai', 'OpenAI-compatible (DeepSeek, vLLM, llama.cpp, LM Studio)'), ('ollama', 'Ollama')], max_length=10, verbose_name='kind')),
-                ('base_url', models.URLField(max_length=500, verbose_name='base URL')),
-                ('api_key', models.CharField(blank=True, max_length=500, verbose_name='API key')),
-                ('enabled', models.BooleanField(default=True, verbose_name='enabled')),
-                ('position', models.PositiveSmallIntegerField(default=0, verbose_name='position')),
-                ('default_model', models.CharField(blank=True, max_length=200, verbose_name='default model')),
-                ('model_allowlist', models.JSONField(blank=True, default=list, help_text='Model names offered to users; empty offers every model the server lists.', verbose_name='model allowlist')),
-                ('assume_open_think', models.JSONField(blank=True, default=list, help_text='Models whose output starts inside the reasoning (only </think> appears).', verbose_name='models with a pre-opened <think>')),
-                ('connect_timeout', models.FloatField(default=10.0, verbose_name='connect timeout (s)')),
-                ('idle_timeout', models.FloatField(default=120.0, verbose_name='idle timeout (s)')),
-                ('no_data_timeout', models.FloatField(default=600.0, verbose_name='no-data timeout (s)')),
-                ('total_timeout', models.FloatField(default=1800.0, verbose_name='total timeout (s)')),
-                ('max_tries', models.PositiveSmallIntegerField(default=3, verbose_name='tries before the first token')),
-                ('source', models.CharField(default='admin', editable=False, max_length=20)),
-                ('last_health', models.JSONField(blank=True, default=dict, editable=False)),
-                ('last_checked_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=80, unique=True, verbose_name="name")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("openai", "OpenAI-compatible (DeepSeek, vLLM, llama.cpp, LM Studio)"),
+                            ("ollama", "Ollama"),
+                        ],
+                        max_length=10,
+                        verbose_name="kind",
+                    ),
+                ),
+                ("base_url", models.URLField(max_length=500, verbose_name="base URL")),
+                ("api_key", models.CharField(blank=True, max_length=500, verbose_name="API key")),
+                ("enabled", models.BooleanField(default=True, verbose_name="enabled")),
+                ("position", models.PositiveSmallIntegerField(default=0, verbose_name="position")),
+                (
+                    "default_model",
+                    models.CharField(blank=True, max_length=200, verbose_name="default model"),
+                ),
+                (
+                    "model_allowlist",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="Model names offered to users; empty offers every model the server lists.",
+                        verbose_name="model allowlist",
+                    ),
+                ),
+                (
+                    "assume_open_think",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="Models whose output starts inside the reasoning (only </think> appears).",
+                        verbose_name="models with a pre-opened <think>",
+                    ),
+                ),
+                (
+                    "connect_timeout",
+                    models.FloatField(default=10.0, verbose_name="connect timeout (s)"),
+                ),
+                ("idle_timeout", models.FloatField(default=120.0, verbose_name="idle timeout (s)")),
+                (
+                    "no_data_timeout",
+                    models.FloatField(default=600.0, verbose_name="no-data timeout (s)"),
+                ),
+                (
+                    "total_timeout",
+                    models.FloatField(default=1800.0, verbose_name="total timeout (s)"),
+                ),
+                (
+                    "max_tries",
+                    models.PositiveSmallIntegerField(
+                        default=3, verbose_name="tries before the first token"
+                    ),
+                ),
+                ("source", models.CharField(default="admin", editable=False, max_length=20)),
+                ("last_health", models.JSONField(blank=True, default=dict, editable=False)),
+                ("last_checked_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name': 'backend',
-                'verbose_name_plural': 'backends',
-                'ordering': ['position', 'name'],
+                "verbose_name": "backend",
+                "verbose_name_plural": "backends",
+                "ordering": ["position", "name"],
             },
         ),
         migrations.CreateModel(
-            name='Conversation',
+            name="Conversation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('uuid', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('title', models.CharField(blank=True, max_length=200, verbose_name='title')),
-                ('title_generated', models.BooleanField(default=False)),
-                ('pinned', models.BooleanField(default=False, verbose_name='pinned')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('settings', models.JSONField(blank=True, default=dict)),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='conversations', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("uuid", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                ("title", models.CharField(blank=True, max_length=200, verbose_name="title")),
+                ("title_generated", models.BooleanField(default=False)),
+                ("pinned", models.BooleanField(default=False, verbose_name="pinned")),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                (
+                    "updated_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                ("settings", models.JSONField(blank=True, default=dict)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="conversations",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'conversation',
-                'verbose_name_plural': 'conversations',
-                'ordering': ['-pinned', '-updated_at', '-id'],
+                "verbose_name": "conversation",
+                "verbose_name_plural": "conversations",
+                "ordering": ["-pinned", "-updated_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Message',
+            name="Message",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('uuid', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('role', models.CharField(choices=[('user', 'user'), ('assistant', 'assistant')], max_length=10)),
-                ('content', models.TextField(blank=True)),
-                ('reasoning', models.TextField(blank=True)),
-                ('status', models.CharField(choices=[('streaming', 'streaming'), ('complete', 'complete'), ('stopped', 'stopped'), ('error', 'error'), ('interrupted', 'interrupted')], db_index=True, default='complete', max_length=12)),
-                ('error_code', models.CharField(blank=True, max_length=40)),
-                ('error_detail', models.TextField(blank=True)),
-                ('finish_reason', models.CharField(blank=True, max_length=40)),
-                ('reasoning_unterminated', models.BooleanField(default=False)),
-                ('client_id', models.CharField(blank=True, max_length=64)),
-                ('backend_name', models.CharField(blank=True, max_length=80)),
-                ('model', models.CharField(blank=True, max_length=200)),
-                ('deep_think', models.BooleanField(default=True)),
-                ('enhanced_reasoning', models.BooleanField(default=True)),
-                ('temperature', models.FloatField(blank=True, null=True)),
-                ('max_tokens', models.PositiveIntegerField(blank=True, null=True)),
-                ('usage', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('reasoning_started_at', models.DateTimeField(blank=True, null=True)),
-                ('reasoning_finished_at', models.DateTimeField(blank=True, null=True)),
-                ('answer_started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('html', models.TextField(blank=True)),
-                ('backend', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='conversations.backend')),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='conversations.conversation')),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='children', to='conversations.message')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("uuid", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("user", "user"), ("assistant", "assistant")], max_length=10
+                    ),
+                ),
+                ("content", models.TextField(blank=True)),
+                ("reasoning", models.TextField(blank=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("streaming", "streaming"),
+                            ("complete", "complete"),
+                            ("stopped", "stopped"),
+                            ("error", "error"),
+                            ("interrupted", "interrupted"),
+                        ],
+                        db_index=True,
+                        default="complete",
+                        max_length=12,
+                    ),
+                ),
+                ("error_code", models.CharField(blank=True, max_length=40)),
+                ("error_detail", models.TextField(blank=True)),
+                ("finish_reason", models.CharField(blank=True, max_length=40)),
+                ("reasoning_unterminated", models.BooleanField(default=False)),
+                ("client_id", models.CharField(blank=True, max_length=64)),
+                ("backend_name", models.CharField(blank=True, max_length=80)),
+                ("model", models.CharField(blank=True, max_length=200)),
+                ("deep_think", models.BooleanField(default=True)),
+                ("enhanced_reasoning", models.BooleanField(default=True)),
+                ("temperature", models.FloatField(blank=True, null=True)),
+                ("max_tokens", models.PositiveIntegerField(blank=True, null=True)),
+                ("usage", models.JSONField(blank=True, default=dict)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                ("reasoning_started_at", models.DateTimeField(blank=True, null=True)),
+                ("reasoning_finished_at", models.DateTimeField(blank=True, null=True)),
+                ("answer_started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("html", models.TextField(blank=True)),
+                (
+                    "backend",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="conversations.backend",
+                    ),
+                ),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="messages",
+                        to="conversations.conversation",
+                    ),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="children",
+                        to="conversations.message",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'message',
-                'verbose_name_plural': 'messages',
-                'ordering': ['created_at', 'id'],
+                "verbose_name": "message",
+                "verbose_name_plural": "messages",
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.AddField(
-            model_name='conversation',
-            name='current_leaf',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='conversations.message'),
+            model_name="conversation",
+            name="current_leaf",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="conversations.message",
+            ),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['conversation', 'created_at'], name='conversatio_convers_4b968d_idx'),
+            model_name="message",
+            index=models.Index(
+                fields=["conversation", "created_at"], name="conversatio_convers_4b968d_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='message',
-            constraint=models.UniqueConstraint(condition=models.Q(('client_id', ''), _negated=True), fields=('conversation', 'client_id'), name='unique_client_id_per_conversation'),
+            model_name="message",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("client_id", ""), _negated=True),
+                fields=("conversation", "client_id"),
+                name="unique_client_id_per_conversation",
+            ),
         ),
         migrations.AddIndex(
-            model_name='conversation',
-            index=models.Index(fields=['owner', '-pinned', '-updated_at', '-id'], name='conversatio_owner_i_18a344_idx'),
+            model_name="conversation",
+            index=models.Index(
+                fields=["owner", "-pinned", "-updated_at", "-id"],
+                name="conversatio_owner_i_18a344_idx",
+            ),
         ),
     ]
