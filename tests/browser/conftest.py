@@ -32,6 +32,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+BROWSER_BACKEND_ID = 7001
 REQUIRED = os.environ.get("R1CHAT_BROWSER_TESTS", "").lower() == "required"
 
 # Playwright's sync API keeps an event loop on this thread; the ORM calls in these tests are
@@ -93,7 +94,11 @@ def chat_backend(transactional_db: Any, simulator: Any) -> Iterator[Any]:
 
     simulator.reset()
     catalog.forget()
+    # The same primary key in every test: the server process caches the enabled backends
+    # (invalidated through the shared cache, which a local-memory cache does not share), and
+    # each test's flush deletes the row. Recreated identically, the cached copy stays true.
     backend = Backend.objects.create(
+        id=BROWSER_BACKEND_ID,
         name="Simulator (offline demo)",
         kind="openai",
         base_url=simulator.base_url,
