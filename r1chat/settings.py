@@ -422,3 +422,16 @@ SECURE_CSP = {
     **SECURE_CSP,
     "connect-src": [CSP.SELF, *_websocket_sources(ALLOWED_HOSTS, HTTPS)],
 }
+
+# Running generations beat every R1CHAT_HEARTBEAT_INTERVAL seconds; one whose beat is older than
+# R1CHAT_STALE_AFTER belongs to a dead process and is shown as `interrupted` (tests shorten both).
+R1CHAT_HEARTBEAT_INTERVAL = env_float("R1CHAT_HEARTBEAT_INTERVAL", 5.0)
+R1CHAT_STALE_AFTER = env_float("R1CHAT_STALE_AFTER", 20.0)
+
+# redis-py 8 times socket reads out after 5 s by default: exactly channels-redis's blocking-pop
+# wait (BZPOPMIN, 5 s), so a socket idle for 5 s raised TimeoutError in its consumer and was
+# closed with 1011. Reads get more room than the blocking pop; connecting stays quick.
+if REDIS_URL:
+    CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [
+        {"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}
+    ]
