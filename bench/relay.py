@@ -152,7 +152,7 @@ async def phase_direct(base_url: str, streams: int, model: str) -> list[dict[str
 
 
 async def app_stream(
-    url: str, cookie: str, results: list[dict[str, Any]], go: asyncio.Event
+    url: str, cookie: str, results: list[dict[str, Any]], go: asyncio.Event, max_tokens: int
 ) -> None:
     from websockets.asyncio.client import connect
 
@@ -168,7 +168,7 @@ async def app_stream(
                     "conversation": None,
                     "content": "How are mass and energy related?",
                     "client_id": os.urandom(8).hex(),
-                    "settings": {"deep_think": True},
+                    "settings": {"deep_think": True, "max_tokens": max_tokens},
                 }
             )
         )
@@ -200,11 +200,13 @@ async def app_stream(
     )
 
 
-async def phase_app(port: int, cookies: list[str]) -> list[dict[str, Any]]:
+async def phase_app(port: int, cookies: list[str], max_tokens: int) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     go = asyncio.Event()
     url = f"ws://127.0.0.1:{port}/ws/chat/"
-    tasks = [asyncio.create_task(app_stream(url, cookie, results, go)) for cookie in cookies]
+    tasks = [
+        asyncio.create_task(app_stream(url, cookie, results, go, max_tokens)) for cookie in cookies
+    ]
     await asyncio.sleep(2.0)  # every socket open before the burst
     go.set()
     await asyncio.gather(*tasks)
@@ -212,21 +214,17 @@ async def phase_app(port: int, cookies: list[str]) -> list[dict[str, Any]]:
 
 
 def frame_latencies(app: list[dict[str, Any]], direct: list[dict[str, Any]]) -> list[float]:
-    """Each frame's arrival (after the first) beside when the simulator's own reader got the
-    same text, both measured from each stream's first token."""
-    # The simulator sends every stream on the same schedule, so take the median direct stream
-    # as the reference clock: characters → seconds after the first token.
+    """Each frame's arrival beside when the simulator's own reader had the same text, both
+    measured from the moment the question was sent. The simulator serves every stream on the
+    same schedule, so the median direct stream is the reference clock (characters → seconds)."""
     reference = sorted(direct, key=lambda d: d["marks"][-1][0])[len(direct) // 2]
     ref_chars = [c for _, c in reference["marks"]]
-    ref_times = [t - reference["marks"][0][0] for t, _ in reference["marks"]]
+    ref_times = [t for t, _ in reference["marks"]]
     out = []
     for result in app:
-        if not result["marks"]:
-            continue
-        t0 = result["marks"][0][0]
-        for t, chars in result["marks"][1:]:
+        for t, chars in result["marks"]:
             i = min(bisect_left(ref_chars, chars), len(ref_times) - 1)
-            out.append((t - t0) - ref_times[i])
+            out.append(t - ref_times[i])
     return out
 
 
@@ -305,11 +303,20 @@ def main() -> None:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        sim_proc, me = psutil.Process(sim.pid), psutil.Process()
         cpu_before = proc.cpu_times()
+        others_before = sum(sim_proc.cpu_times()[:2]), sum(me.cpu_times()[:2])
         t = time.perf_counter()
-        app = asyncio.run(phase_app(app_port, cookies))
+        app = asyncio.run(phase_app(app_port, cookies, 2 * (args.reasoning + args.answer)))
         elapsed = time.perf_counter() - t
         cpu_after = proc.cpu_times()
+        others = [
+            after - before
+            for after, before in zip(
+                (sum(sim_proc.cpu_times()[:2]), sum(me.cpu_times()[:2])), others_before, strict=True
+            )
+        ]
+        print(f"  phase 2 CPU of the simulator / this client: {others[0]:.1f} / {others[1]:.1f} s")
         sampling.set()
         time.sleep(1.5)  # the last persistence writes and title requests settle
         writes = json.loads(Path(writes_file).read_text())["writes"] - writes_before

@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 
 from . import catalog
 from .backends.base import ChatRequest
+from .db import in_db_pool
 from .errors import describe_error
 from .generation import GenerationRunner, mark_interrupted, running
 from .models import Conversation, Message
@@ -38,6 +39,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 SEND_RATE_PER_MINUTE = int(getattr(django_settings, "R1CHAT_SEND_RATE_PER_MINUTE", 30))
 CLIENT_ID_SECONDS = 24 * 60 * 60
 QUOTA_CACHE_SECONDS = 60
+QUOTAS_IN_USE_KEY = "r1chat:quotas-in-use"
 TITLE_CHARS = 60
 
 
@@ -282,7 +284,7 @@ async def send_message(
         assistant_versions=[assistant],
     )  # fmt: skip
     if created:
-        turn.saved = asyncio.create_task(sync_to_async(_save_turn)(turn))
+        turn.saved = asyncio.create_task(in_db_pool(_save_turn)(turn))
     else:
         try:
             await sync_to_async(_check_and_save)(turn)
@@ -403,14 +405,7 @@ async def start_generation(turn: Turn) -> GenerationRunner:
 
 async def _check_quota(user: Any) -> None:
     """Refuse before anything is stored once the user's daily token quota is used up."""
-    key = quota_cache_key(user.pk)
-    limit = cache.get(key)  # read on every send: cached, cleared when a quota changes
-    if limit is None:
-        from review.quota import daily_quota
-
-        limit = await sync_to_async(daily_quota)(user.pk) or 0
-        cache.set(key, limit, timeout=QUOTA_CACHE_SECONDS)
-    if not limit:
+    if not await _quotas_in_use():
         return
     from review.quota import aquota_error
 
@@ -419,14 +414,22 @@ async def _check_quota(user: Any) -> None:
         raise ClientError(code, str(describe_error(code)["message"]))
 
 
-def quota_cache_key(user_id: int) -> str:
-    return f"r1chat:quota:{user_id}"
+async def _quotas_in_use() -> bool:
+    """Whether any quota applies to anyone: read on every send, so cached until one changes."""
+    if django_settings.R1CHAT_DEFAULT_DAILY_TOKEN_QUOTA:
+        return True
+    in_use = cache.get(QUOTAS_IN_USE_KEY)
+    if in_use is None:
+        from review.models import UserQuota
+
+        in_use = await UserQuota.objects.filter(daily_tokens__gt=0).aexists()
+        cache.set(QUOTAS_IN_USE_KEY, in_use, timeout=QUOTA_CACHE_SECONDS)
+    return bool(in_use)
 
 
-def quota_changed(instance: Any = None, **kwargs: Any) -> None:
+def quota_changed(**kwargs: Any) -> None:
     """Signal receiver: a user's quota was set or removed."""
-    if instance is not None:
-        cache.delete(quota_cache_key(instance.user_id))
+    cache.delete(QUOTAS_IN_USE_KEY)
 
 
 async def _after_generation(runner: GenerationRunner) -> None:

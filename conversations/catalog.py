@@ -23,9 +23,10 @@ _model_cache: dict[int, tuple[float, Any, list[ModelInfo], str | None]] = {}
 _fetching: dict[int, asyncio.Future[tuple[list[ModelInfo], str | None]]] = {}
 
 # The enabled backends, read from the database when the version in the shared cache changes
-# (every save or delete of a Backend bumps it, in any process) or after BACKENDS_SECONDS.
+# (every save or delete of a Backend bumps it) or after BACKENDS_SECONDS at the latest (a
+# change made by another process that does not share the cache, e.g. `manage.py shell`).
 BACKENDS_VERSION_KEY = "r1chat:backends-version"
-BACKENDS_SECONDS = 30.0
+BACKENDS_SECONDS = 2.0
 _backends: tuple[float, Any, list[Backend]] | None = None
 
 

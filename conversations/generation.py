@@ -21,10 +21,11 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from review.usage import arecord_usage
+from review.usage import record_usage
 
 from .backends import get_backend
 from .backends.base import Answer, BackendError, ChatRequest, Finished, Reasoning, Usage
+from .db import in_db_pool
 from .errors import describe_error
 from .models import HEARTBEAT_INTERVAL, STALE_AFTER, Backend, Conversation, Message
 from .rendering import IncrementalRenderer
@@ -218,13 +219,9 @@ class GenerationRunner:
                 "error_code": error["code"] if error else "",
                 "error_detail": (error or {}).get("detail", ""),
             }
-            # Only a message still streaming is finished here: a sweeper may have marked it.
-            await Message.objects.filter(
-                pk=self.message.pk, status=Message.Status.STREAMING
-            ).aupdate(**fields)
             for key, value in fields.items():
                 setattr(self.message, key, value)
-            await arecord_usage(self.message, self.conversation.owner_id)
+            await _store_final(self.message, fields, self.conversation.owner_id)
             self.seq += 1
             frame = {
                 "type": "generation.done",
@@ -319,9 +316,8 @@ class GenerationRunner:
                 continue
             self.changed_since_persist = False
             now = _now()
-            await Message.objects.filter(
-                pk=self.message.pk, status=Message.Status.STREAMING
-            ).aupdate(
+            await _store_progress(
+                self.message.pk,
                 content="".join(self.answer_parts) + "".join(self.pending_answer),
                 reasoning="".join(self.reasoning_parts) + "".join(self.pending_reasoning),
                 reasoning_started_at=self.reasoning_started_at,
@@ -374,6 +370,25 @@ class GenerationRunner:
             self.task.cancel()
 
 
+@in_db_pool
+def _store_progress(message_id: int, **fields: Any) -> None:
+    # Only a message still streaming: a sweeper may have marked it interrupted meanwhile.
+    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(**fields)
+
+
+@in_db_pool
+def _store_final(message: Message, fields: dict[str, Any], owner_id: int) -> None:
+    Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).update(**fields)
+    record_usage(message, owner_id)
+
+
+@in_db_pool
+def _beat(message_uuids: list[Any]) -> None:
+    Message.objects.filter(uuid__in=message_uuids, status=Message.Status.STREAMING).update(
+        heartbeat_at=_now()
+    )
+
+
 def _since(start: dt.datetime, moment: dt.datetime | None) -> float | None:
     return round((moment - start).total_seconds(), 3) if moment else None
 
@@ -396,10 +411,7 @@ async def _maintain() -> None:
     while True:
         try:
             if _running:
-                await Message.objects.filter(
-                    uuid__in=[r.message.uuid for r in list(_running.values())],
-                    status=Message.Status.STREAMING,
-                ).aupdate(heartbeat_at=_now())
+                await _beat([r.message.uuid for r in list(_running.values())])
             await sweep_stale()
         except asyncio.CancelledError:
             raise
