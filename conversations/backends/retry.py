@@ -29,6 +29,7 @@ from .base import (
     Event,
     Reasoning,
 )
+from .transport import make_transport
 
 log = logging.getLogger("r1chat.backends")
 
@@ -316,8 +317,10 @@ class HTTPBackend:
                 connect=cfg.connect_timeout, read=None, write=30.0, pool=cfg.connect_timeout
             ),
             # 200 concurrent streams per process are the budget: never queue on the pool.
-            limits=httpx.Limits(
-                max_connections=None, max_keepalive_connections=64, keepalive_expiry=30.0
+            transport=make_transport(
+                httpx.Limits(
+                    max_connections=None, max_keepalive_connections=64, keepalive_expiry=30.0
+                )
             ),
         )
 
