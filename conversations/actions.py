@@ -109,6 +109,15 @@ def effective_settings(
     return merged
 
 
+def _refuse_while_shutting_down() -> None:
+    from . import shutdown
+
+    if shutdown.is_shutting_down():
+        raise ClientError(
+            "shutting_down", _("The server is restarting. Send your message again in a moment.")
+        )
+
+
 def _throttle(user: Any) -> None:
     key = f"r1chat:sends:{user.pk}:{int(timezone.now().timestamp() // 60)}"
     count = cache.get_or_set(key, 0, timeout=120)
@@ -245,6 +254,7 @@ async def send_message(
     parent: uuid.UUID | None = None,
 ) -> Turn:
     """Create the user's message and the assistant's (streaming); then `start_generation`."""
+    _refuse_while_shutting_down()
     _throttle(user)
     if not _claim_client_id(user, client_id):
         raise ClientError("duplicate", _("This message was already sent."))
@@ -302,6 +312,7 @@ async def _new_version(
         raise ClientError("invalid", _("Only an answer can be regenerated."))
     if content is not None and message.role != Message.Role.USER:
         raise ClientError("invalid", _("Only your own messages can be edited."))
+    _refuse_while_shutting_down()
     _throttle(user)
     await _check_quota(user)
     conversation, tree = await sync_to_async(_load_for_turn)(user, message.conversation.uuid)

@@ -11,7 +11,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils.translation import gettext as _
 
 from . import actions
-from .generation import mark_interrupted
+from .generation import ensure_maintenance, mark_interrupted
 from .models import Message
 from .protocol import MAX_FRAME_BYTES, ClientError, parse_frame
 from .threads import serialize_message
@@ -52,6 +52,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         self.user_group = actions.user_group(self.user.pk)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
+        # Every process with tabs watches for generations whose process died, not only those
+        # that run generations themselves.
+        ensure_maintenance()
         await self.accept()
 
     async def disconnect(self, code: int) -> None:

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from review.usage import record_usage
 
+from . import shutdown
 from .backends import get_backend
 from .backends.base import Answer, BackendError, ChatRequest, Finished, Reasoning, Usage
 from .db import in_db_pool
@@ -96,6 +97,7 @@ class GenerationRunner:
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> asyncio.Task[None]:
+        shutdown.install()  # SIGTERM lets running generations finish within a grace period
         _running[self.message_id] = self
         ensure_maintenance()
         self.task = asyncio.create_task(self._run(), name=f"generation {self.message_id}")

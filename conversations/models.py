@@ -13,9 +13,10 @@ from django.utils.translation import gettext_lazy as _
 
 from .backends.base import BackendConfig
 
-# A `streaming` message whose heartbeat is older than this belongs to a dead process.
-HEARTBEAT_INTERVAL = timedelta(seconds=5)
-STALE_AFTER = timedelta(seconds=20)
+# Running generations beat every HEARTBEAT_INTERVAL; a `streaming` message whose heartbeat is
+# older than STALE_AFTER belongs to a dead process.
+HEARTBEAT_INTERVAL = timedelta(seconds=getattr(settings, "R1CHAT_HEARTBEAT_INTERVAL", 5.0))
+STALE_AFTER = timedelta(seconds=getattr(settings, "R1CHAT_STALE_AFTER", 20.0))
 
 
 class Backend(models.Model):

@@ -128,8 +128,11 @@ if os.environ.get("DATABASE_URL"):
             "max_size": env_int("R1CHAT_DB_POOL_MAX", 20),
             "timeout": 10,
         }
-        # An explicit test name: the live-server process must find the same database.
-        DATABASES["default"]["TEST"] = {"NAME": "test_" + DATABASES["default"]["NAME"]}
+        # An explicit test name: the live-server process must find the same database. The test
+        # environment names one per run, so concurrent runs never share it.
+        DATABASES["default"]["TEST"] = {
+            "NAME": os.environ.get("R1CHAT_TEST_DB_NAME") or "test_" + DATABASES["default"]["NAME"]
+        }
 else:
     DATABASES = {
         "default": {
@@ -158,13 +161,16 @@ AUTH_USER_MODEL = "accounts.User"
 
 # --- Redis: channel layer and cache ---------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Keys of this install in a shared Redis (channel layer and cache), so two installs (or two test
+# runs) on one Redis database never see each other's messages.
+REDIS_PREFIX = os.environ.get("R1CHAT_REDIS_PREFIX", "r1chat")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [REDIS_URL],
-                "prefix": "r1chat-asgi",
+                "prefix": f"{REDIS_PREFIX}-asgi",
                 "capacity": 1000,
                 "expiry": 60,
                 "group_expiry": 86400,
@@ -175,10 +181,9 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "r1chat-cache",
+            "KEY_PREFIX": f"{REDIS_PREFIX}-cache",
         }
     }
-    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "r1chat.layers.LocalChannelLayer", "CONFIG": {"capacity": 1000}}

@@ -27,7 +27,8 @@ def test_healthz_names_the_failing_channel_layer(client):
     assert body["checks"]["channel_layer"].startswith("error:")
 
 
-def test_home_page_renders_for_anonymous_users(client, db):
+def test_the_chat_sends_anonymous_visitors_to_sign_in(client, db):
     response = client.get("/")
-    assert response.status_code == 200
-    assert b"Sign in" in response.content
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+    assert client.get(response["Location"]).status_code == 200

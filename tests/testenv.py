@@ -14,3 +14,6 @@ os.environ.setdefault("SMS_BACKEND", "locmem")
 os.environ.setdefault(
     "R1CHAT_TEST_DB", os.path.join(tempfile.gettempdir(), f"r1chat-test-{os.getpid()}.sqlite3")
 )
+# PostgreSQL and Redis (.ci/run's second configuration): a database and key prefix per run.
+os.environ.setdefault("R1CHAT_TEST_DB_NAME", f"test_r1chat_{os.getpid()}")
+os.environ.setdefault("R1CHAT_REDIS_PREFIX", f"r1chat-test-{os.getpid()}")
