@@ -2,6 +2,7 @@
 
 - ``ConsoleSmsBackend``: development, the default; the text goes to the log.
 - ``LocmemSmsBackend``: tests; messages are appended to ``outbox``.
+- ``FileSmsBackend``: tests across processes; one JSON line per message in ``SMS_FILE_PATH``.
 - ``TwilioSmsBackend`` and ``AliyunSmsBackend``: production, over httpx.
 
 allauth calls the SMS hooks synchronously inside the request, so the senders are synchronous.
@@ -14,6 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +60,33 @@ class LocmemSmsBackend(BaseSmsBackend):
         self, phone: str, message: str, *, template_params: dict[str, str] | None = None
     ) -> None:
         outbox.append({"phone": phone, "message": message, "params": dict(template_params or {})})
+
+
+class FileSmsBackend(BaseSmsBackend):
+    """Appends each message as a JSON line to a file, for a test outside the server process.
+
+    The path: the ``file_path`` option, else the ``SMS_FILE_PATH`` setting or environment
+    variable (so ``SMS_BACKEND=accounts.sms.FileSmsBackend`` needs no other setting).
+    """
+
+    def __init__(self, *, file_path: str | os.PathLike[str] | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        path = (
+            file_path or getattr(settings, "SMS_FILE_PATH", None) or os.environ.get("SMS_FILE_PATH")
+        )
+        if not path:
+            raise SmsError("FileSmsBackend needs a file_path option or SMS_FILE_PATH.")
+        self.file_path = os.fspath(path)
+
+    def send(
+        self, phone: str, message: str, *, template_params: dict[str, str] | None = None
+    ) -> None:
+        line = json.dumps(
+            {"phone": phone, "message": message, "params": dict(template_params or {})},
+            ensure_ascii=False,
+        )
+        with open(self.file_path, "a", encoding="utf-8") as file:
+            file.write(line + "\n")
 
 
 class TwilioSmsBackend(BaseSmsBackend):

@@ -51,13 +51,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def live_server_url(django_db_setup: Any, django_db_blocker: Any) -> Iterator[str]:
+def live_outbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the live server's mail (mail/, one file per connection) and SMS (sms.jsonl) go."""
+    return tmp_path_factory.mktemp("live-outbox")
+
+
+@pytest.fixture(scope="session")
+def live_server_url(
+    django_db_setup: Any, django_db_blocker: Any, live_outbox: Path
+) -> Iterator[str]:
     """Daphne serving r1chat (HTTP and WebSockets) on the test database."""
     from tests.processes import app_env, free_port, stop, wait_http
 
     ARTIFACTS.mkdir(exist_ok=True)
     with django_db_blocker.unblock():
-        env = app_env(LOG_LEVEL="WARNING")
+        env = app_env(
+            LOG_LEVEL="WARNING",
+            # Codes are sent to files the tests can read (test_signup_browser.py).
+            DJANGO_SETTINGS_MODULE="tests.browser.live_settings",
+            R1CHAT_EMAIL_FILE_PATH=str(live_outbox / "mail"),
+            SMS_BACKEND="accounts.sms.FileSmsBackend",
+            SMS_FILE_PATH=str(live_outbox / "sms.jsonl"),
+        )
     port = free_port()
     log = (ARTIFACTS / "browser-daphne.log").open("wb")
     proc = subprocess.Popen(
