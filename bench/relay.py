@@ -76,9 +76,12 @@ def serve(port: int, writes_file: str) -> None:
     connection_created.connect(on_connect)
 
     def dump() -> None:
+        written = None
         while True:
-            Path(writes_file).write_text(json.dumps(counter))
-            time.sleep(0.2)
+            if counter["writes"] != written:
+                written = counter["writes"]
+                Path(writes_file).write_text(json.dumps(counter))
+            time.sleep(0.5)
 
     threading.Thread(target=dump, daemon=True).start()
     from daphne.server import Server
@@ -353,7 +356,7 @@ def main() -> None:
         ]
         print(f"  phase 2 CPU of the simulator / this client: {others[0]:.1f} / {others[1]:.1f} s")
         sampling.set()
-        time.sleep(1.5)  # the last persistence writes and title requests settle
+        time.sleep(2.0)  # the last persistence writes and title requests settle
         writes = json.loads(Path(writes_file).read_text())["writes"] - writes_before
         print(f"  phase 2 (through r1chat):     {elapsed:.1f} s")
         _report(args, direct, app, cpu_before, cpu_after, rss_idle, peak["rss"], writes)

@@ -34,7 +34,7 @@ from .rendering import IncrementalRenderer
 logger = logging.getLogger(__name__)
 
 FRAME_INTERVAL = float(getattr(settings, "R1CHAT_FRAME_INTERVAL", 0.04))
-RENDER_INTERVAL = 0.25
+RENDER_INTERVAL = 0.5  # answer HTML at most twice a second; every frame carries the text
 PERSIST_INTERVAL = 1.0
 
 # Runners alive in this process, by message uuid.
@@ -108,7 +108,10 @@ class GenerationRunner:
         status = Message.Status.COMPLETE
         error: dict[str, Any] | None = None
         try:
-            self.control_channel = await self.layer.new_channel("gen.")
+            # The default prefix, as the consumers' channels: channels-redis keeps one Redis
+            # queue per prefix and a process-wide lock around the blocking pop, so a second
+            # prefix made runners and sockets take turns holding the pop for seconds.
+            self.control_channel = await self.layer.new_channel()
             await self.layer.group_add(self.conversation.control_group_name, self.control_channel)
             helpers = [
                 asyncio.create_task(self._listen()),
