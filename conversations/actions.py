@@ -18,6 +18,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from accounts.models import CHAT_DEFAULTS
+
 from . import catalog
 from .backends.base import ChatRequest
 from .db import in_db_pool
@@ -29,13 +31,8 @@ from .threads import Tree, history_for, serialize_message, serialize_thread
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "deep_think": True,
-    "enhanced_reasoning": True,
-    "temperature": 0.6,
-    "max_tokens": 2048,
-    "system_prompt": "",
-}
+# A new user's chat settings; what they save on the account page and per conversation wins.
+DEFAULT_SETTINGS: dict[str, Any] = {**CHAT_DEFAULTS, "enhanced_reasoning": True}
 SEND_RATE_PER_MINUTE = int(getattr(django_settings, "R1CHAT_SEND_RATE_PER_MINUTE", 30))
 CLIENT_ID_SECONDS = 24 * 60 * 60
 QUOTA_CACHE_SECONDS = 60
@@ -46,7 +43,19 @@ TITLE_CHARS = 60
 # --- access: the one ownership check ------------------------------------------------------
 
 
+# The background inserts of new conversations, by the uuids of their conversation and
+# messages: a frame about one of them (a quick Stop, a second tab) waits for its rows.
+_unsaved: dict[uuid.UUID, asyncio.Task[None]] = {}
+
+
+async def _saved(key: uuid.UUID) -> None:
+    task = _unsaved.get(key)
+    if task is not None:
+        await asyncio.shield(task)
+
+
 async def get_conversation(user: Any, conversation_uuid: uuid.UUID) -> Conversation:
+    await _saved(conversation_uuid)
     conversation = await Conversation.objects.filter(uuid=conversation_uuid, owner=user).afirst()
     if conversation is None:
         raise not_found()
@@ -54,6 +63,7 @@ async def get_conversation(user: Any, conversation_uuid: uuid.UUID) -> Conversat
 
 
 async def get_message(user: Any, message_uuid: uuid.UUID) -> Message:
+    await _saved(message_uuid)
     message = await (
         Message.objects.select_related("conversation")
         .filter(uuid=message_uuid, conversation__owner=user)
@@ -266,6 +276,7 @@ async def send_message(
             target = Conversation(owner=user, title=initial_title(content))
             tree, parent_message, created = Tree([]), None, True
         else:
+            await _saved(conversation)
             target, tree = await sync_to_async(_load_for_turn)(user, conversation)
             if _busy(tree):
                 raise ClientError("busy", _("Wait for the answer to finish, or stop it first."))
@@ -294,7 +305,11 @@ async def send_message(
         assistant_versions=[assistant],
     )  # fmt: skip
     if created:
-        turn.saved = asyncio.create_task(in_db_pool(_save_turn)(turn))
+        turn.saved = task = asyncio.create_task(in_db_pool(_save_turn)(turn))
+        keys = (target.uuid, user_message.uuid, assistant.uuid)
+        for key in keys:
+            _unsaved[key] = task
+        task.add_done_callback(lambda _task: [_unsaved.pop(key, None) for key in keys])
     else:
         try:
             await sync_to_async(_check_and_save)(turn)

@@ -186,8 +186,8 @@ class GenerationRunner:
             # Shielded: cancelling a waiter (the persister at the end) must not cancel the insert.
             await asyncio.shield(self.saved)
         except asyncio.CancelledError:
-            if not self.saved.done():
-                raise  # this waiter was cancelled; the insert goes on
+            if not self.saved.cancelled():
+                raise  # this waiter was cancelled, not the insert
             logger.error("the insert of generation %s was cancelled", self.message_id)
             return False
         except Exception:

@@ -30,19 +30,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from . import protocol
+from .actions import effective_settings
 from .models import Conversation, Message
 from .threads import Tree, serialize_thread, thread_messages
 
 SIDEBAR_PAGE = 40
 SEARCH_MAX_CHARS = 200
 THEMES = ("system", "light", "dark")
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "deep_think": True,
-    "enhanced_reasoning": True,
-    "temperature": 0.6,
-    "max_tokens": 2048,
-    "system_prompt": "",
-}
 
 
 # --- access -----------------------------------------------------------------------------------
@@ -194,16 +188,6 @@ def conversation_list(request: HttpRequest) -> JsonResponse:
 
 
 # --- the chat page ----------------------------------------------------------------------------
-
-
-def _initial_settings(user: Any, conversation: Conversation | None) -> dict[str, Any]:
-    merged = dict(DEFAULT_SETTINGS)
-    defaults = getattr(user, "chat_defaults", None)
-    if isinstance(defaults, dict):
-        merged.update(defaults)
-    if conversation is not None and isinstance(conversation.settings, dict):
-        merged.update(conversation.settings)
-    return merged
 
 
 def _thinking_label(seconds: float | None) -> str:
@@ -362,7 +346,7 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
         "chat_config": {
             "conversation": str(conversation.uuid) if conversation else None,
             "title": conversation.title if conversation else "",
-            "settings": _initial_settings(request.user, conversation),
+            "settings": effective_settings(request.user, conversation, {}),
             "max_chars": protocol.MAX_CONTENT_CHARS,
             "max_system_prompt_chars": protocol.MAX_SYSTEM_PROMPT_CHARS,
             "theme_saved": hasattr(request.user, "theme"),
