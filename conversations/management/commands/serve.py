@@ -11,7 +11,6 @@ import asyncio
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
@@ -47,12 +46,6 @@ class Command(BaseCommand):
                 f"Added backend {backend.name} ({backend.base_url}) from the environment."
             )
         self._offline_demo()
-        if not get_user_model().objects.filter(is_superuser=True).exists():
-            self.stdout.write(
-                "No administrator yet. Create one with:\n"
-                "    .venv/bin/python manage.py createsuperuser\n"
-                "then sign in at /admin/."
-            )
         self.stdout.write(f"r1chat: http://{options['host']}:{options['port']}/")
         call_command("runserver", f"{options['host']}:{options['port']}", use_reloader=False)
 
