@@ -24,11 +24,11 @@ from .base import (
     ModelInfo,
     Usage,
 )
+from .body import open_body
 from .retry import (
     HTTPBackend,
     StreamTimer,
     clean_history,
-    drain,
     name_always_thinks,
     stream_error,
 )
@@ -177,10 +177,10 @@ class OllamaBackend(HTTPBackend):
             await self._raise_for_status(response, deadline)
             reader = NDJSONReader()
             timer = StreamTimer(cfg, deadline)
-            chunks = response.aiter_bytes()
+            stream = open_body(response, timer)
             try:
                 while done is None:
-                    chunk = await timer.read(chunks)
+                    chunk = await stream.read()
                     eof = chunk is None
                     lines = reader.finish() if chunk is None else reader.feed(chunk)
                     if lines:
@@ -220,9 +220,9 @@ class OllamaBackend(HTTPBackend):
                             ErrorKind.TRUNCATED, "the connection closed before the model finished"
                         )
                 if not eof:
-                    await drain(chunks, timer)
+                    await stream.drain()
             finally:
-                await chunks.aclose()
+                await stream.aclose()
         finally:
             await response.aclose()
         for event in asm.finish():

@@ -27,11 +27,11 @@ from .base import (
     Reasoning,
     Usage,
 )
+from .body import open_body
 from .retry import (
     HTTPBackend,
     StreamTimer,
     clean_history,
-    drain,
     error_message,
     name_always_thinks,
     stream_error,
@@ -224,76 +224,80 @@ class OpenAIBackend(HTTPBackend):
                 if state.finish is None:
                     state.finish = "stop"
             else:
-                async for event in self._read_sse(response, state, deadline):
-                    yield event
+                # The SSE read loop is inline (not a generator of its own): every event
+                # passes one generator fewer.
+                reader = SSEReader()
+                timer = StreamTimer(cfg, deadline)
+                stream = open_body(response, timer)
+                handle = state.handle
+                loads = orjson.loads
+                reading = True
+                try:
+                    while reading:
+                        try:
+                            chunk = await stream.read()
+                        except BackendError as exc:
+                            # After the finish reason the answer is whole; a server that then
+                            # hangs or drops the connection has lost us nothing but maybe the
+                            # usage.
+                            if state.finish is not None and exc.kind in (
+                                ErrorKind.TIMEOUT,
+                                ErrorKind.TRUNCATED,
+                            ):
+                                break
+                            raise
+                        eof = chunk is None
+                        sse_events = reader.finish() if chunk is None else reader.feed(chunk)
+                        if sse_events:
+                            timer.data_seen()
+                            for sse in sse_events:
+                                kind = sse.kind
+                                if kind == "done":
+                                    if not eof:
+                                        await stream.drain()
+                                    reading = False
+                                    break
+                                if kind == "error":
+                                    try:
+                                        payload: Any = loads(sse.data)
+                                    except orjson.JSONDecodeError:
+                                        payload = sse.data
+                                    raise stream_error(payload, cfg.api_key)
+                                if not sse.data:
+                                    continue
+                                try:
+                                    obj = loads(sse.data)
+                                except orjson.JSONDecodeError:
+                                    if eof:  # the connection closed in the middle of an event
+                                        raise BackendError(
+                                            ErrorKind.TRUNCATED,
+                                            "the stream ended in the middle of an event",
+                                        ) from None
+                                    raise BackendError(
+                                        ErrorKind.PROTOCOL,
+                                        f"malformed stream event: {sse.data[:120]!r}",
+                                    ) from None
+                                had_finish = state.finish is not None
+                                for event in handle(obj):
+                                    yield event
+                                if not had_finish and state.finish is not None:
+                                    timer.cap = asyncio.get_running_loop().time() + FINISH_GRACE
+                            if not reading:
+                                break
+                        if eof:
+                            if state.finish is None:
+                                raise BackendError(
+                                    ErrorKind.TRUNCATED,
+                                    "the connection closed before the model finished",
+                                )
+                            break
+                finally:
+                    await stream.aclose()
         finally:
             await response.aclose()
         for event in state.terminal():
             yield event
         yield state.finished()
-
-    async def _read_sse(
-        self, response: Any, state: _ChunkState, deadline: float
-    ) -> AsyncIterator[Event]:
-        reader = SSEReader()
-        timer = StreamTimer(self.config, deadline)
-        chunks = response.aiter_bytes()
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                try:
-                    chunk = await timer.read(chunks)
-                except BackendError as exc:
-                    # After the finish reason the answer is whole; a server that then hangs
-                    # or drops the connection has lost us nothing but maybe the usage.
-                    if state.finish is not None and exc.kind in (
-                        ErrorKind.TIMEOUT,
-                        ErrorKind.TRUNCATED,
-                    ):
-                        return
-                    raise
-                eof = chunk is None
-                sse_events = reader.finish() if chunk is None else reader.feed(chunk)
-                if sse_events:
-                    timer.data_seen()
-                for sse in sse_events:
-                    kind = sse.kind
-                    if kind == "done":
-                        if not eof:
-                            await drain(chunks, timer)
-                        return
-                    if kind == "error":
-                        try:
-                            payload: Any = orjson.loads(sse.data)
-                        except orjson.JSONDecodeError:
-                            payload = sse.data
-                        raise stream_error(payload, self.config.api_key)
-                    if not sse.data:
-                        continue
-                    try:
-                        obj = orjson.loads(sse.data)
-                    except orjson.JSONDecodeError:
-                        if eof:  # the connection closed in the middle of an event
-                            raise BackendError(
-                                ErrorKind.TRUNCATED, "the stream ended in the middle of an event"
-                            ) from None
-                        raise BackendError(
-                            ErrorKind.PROTOCOL, f"malformed stream event: {sse.data[:120]!r}"
-                        ) from None
-                    had_finish = state.finish is not None
-                    for event in state.handle(obj):
-                        yield event
-                    if not had_finish and state.finish is not None:
-                        timer.cap = loop.time() + FINISH_GRACE
-                if eof:
-                    if state.finish is None:
-                        raise BackendError(
-                            ErrorKind.TRUNCATED,
-                            "the connection closed before the model finished",
-                        )
-                    return
-        finally:
-            await chunks.aclose()
 
     # --- metadata ---
 

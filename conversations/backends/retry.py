@@ -219,8 +219,8 @@ class StreamTimer:
     def data_seen(self) -> None:
         self.last_data = self.last_byte
 
-    async def read(self, chunks: AsyncIterator[bytes]) -> bytes | None:
-        """The next chunk, or None at a clean end of the body."""
+    def deadline(self) -> float:
+        """When waiting for the next byte must stop (loop time)."""
         cfg = self._config
         deadline = min(
             self.last_byte + cfg.idle_timeout,
@@ -229,8 +229,12 @@ class StreamTimer:
         )
         if self.cap is not None and self.cap < deadline:
             deadline = self.cap
+        return deadline
+
+    async def read(self, chunks: AsyncIterator[bytes]) -> bytes | None:
+        """The next chunk, or None at a clean end of the body."""
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout_at(self.deadline()):
                 chunk = await anext(chunks)
         except StopAsyncIteration:
             return None

@@ -1,0 +1,296 @@
+"""Reading a streamed response body: straight off the connection, or through httpx.
+
+A model server writes one small packet per token. Through httpx every packet passes h11's event
+machinery and half a dozen async iterators (httpcore's connection and pool streams, httpx's
+response stream, `aiter_raw`, `aiter_bytes`) plus an `asyncio.timeout_at` per read; at 200
+streams × 50 tokens/s that was most of the backend's CPU. So for a 2xx streamed chat response
+httpx still sends the request and reads the status and headers (connecting, TLS, proxies,
+pooling and errors unchanged); `RawBody` then reads the body from the connection's buffer
+(transport.py's protocol) with its own chunked-transfer decoder, one `read()` per network read,
+and the connection is closed afterwards instead of going back to the pool (httpcore's HTTP/1.1
+state never saw the body). Anything unusual (a compressed body, an unknown transfer coding,
+another network backend) falls back to `HttpxBody`, the plain httpx path; both raise the same
+`BackendError`s for the same faults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import h11
+import httpx
+
+from .base import BackendError, ErrorKind
+from .retry import StreamTimer, describe_transport, drain
+from .transport import LOW_WATER, AsyncioStream
+
+_SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
+# A chunk-size line or trailer line longer than this is not HTTP (h11's own limit is 16 KiB
+# for a whole incomplete event).
+MAX_LINE = 16 * 1024
+
+
+class HttpxBody:
+    """The body through httpx: `response.aiter_bytes()` under the stream timer."""
+
+    __slots__ = ("_chunks", "_timer")
+
+    def __init__(self, response: httpx.Response, timer: StreamTimer) -> None:
+        self._chunks = response.aiter_bytes()
+        self._timer = timer
+
+    async def read(self) -> bytes | None:
+        """The next piece of the body, or None at its clean end."""
+        return await self._timer.read(self._chunks)
+
+    async def drain(self) -> None:
+        await drain(self._chunks, self._timer)
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()
+
+
+def _lost(detail: str) -> BackendError:
+    # The same wording as StreamTimer.read gives httpx's transport errors.
+    return BackendError(ErrorKind.TRUNCATED, f"connection lost mid-stream: {detail}")
+
+
+class RawBody:
+    """The body of a streamed response, read from the connection's protocol buffer.
+
+    `read()` returns everything that has arrived (de-chunked) in one piece, so a parser sees
+    one call per network read. Timing is the `StreamTimer`'s (idle, no-data, total, cap), with
+    one lazily re-armed timer handle per stream instead of a timeout per read: deadlines only
+    move later as bytes arrive, so the handle fires about once per idle period, and then
+    re-arms itself unless the deadline has really passed while we were waiting.
+    """
+
+    __slots__ = (
+        "_chunked",
+        "_done",
+        "_handle",
+        "_line",
+        "_loop",
+        "_pending",
+        "_protocol",
+        "_remaining",
+        "_state",
+        "_timer",
+        "_transport",
+        "_waiter",
+    )
+
+    def __init__(
+        self,
+        stream: AsyncioStream,
+        leftover: bytes,
+        chunked: bool,
+        length: int | None,
+        timer: StreamTimer,
+    ) -> None:
+        self._protocol = stream._protocol
+        self._transport = stream._transport
+        self._timer = timer
+        self._loop = asyncio.get_running_loop()
+        self._chunked = chunked
+        self._remaining = length  # Content-Length bytes still to come (None: until close)
+        self._state = _SIZE
+        self._line = b""  # an unfinished chunk-size or trailer line
+        self._pending = leftover  # body bytes h11 had already received with the headers
+        self._done = not chunked and length == 0
+        self._handle: asyncio.TimerHandle | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    # --- reading ---
+
+    async def read(self) -> bytes | None:
+        """Body bytes that have arrived (at least one), or None at the clean end of the body."""
+        while not self._done:
+            data = self._pending
+            if data:
+                self._pending = b""
+            else:
+                data = await self._receive()
+                if data is None:
+                    return self._at_eof()
+            self._timer.last_byte = self._loop.time()
+            if self._chunked:
+                data = self._dechunk(data)
+            elif self._remaining is not None:
+                if len(data) >= self._remaining:
+                    data = data[: self._remaining]
+                    self._done = True
+                self._remaining -= len(data)
+            if data:
+                return data
+        return None
+
+    async def _receive(self) -> bytes | None:
+        """Raw bytes from the connection, or None at EOF (an error raises)."""
+        protocol = self._protocol
+        while not protocol.buffer:
+            if protocol.eof:
+                if protocol.error is not None:
+                    raise _lost(describe_transport(protocol.error))
+                return None
+            self._wait_armed()
+            waiter = self._waiter = protocol.read_waiter = self._loop.create_future()
+            try:
+                await waiter
+            except TimeoutError:
+                raise self._timer._timeout_error() from None
+            finally:
+                protocol.read_waiter = None
+                self._waiter = None
+        data = bytes(protocol.buffer)
+        protocol.buffer.clear()
+        if protocol.reading_paused and len(protocol.buffer) < LOW_WATER:
+            protocol.reading_paused = False
+            self._transport.resume_reading()
+        return data
+
+    def _at_eof(self) -> None:
+        if self._chunked:
+            raise _lost(
+                "peer closed connection without sending complete message body: "
+                "incomplete chunked read"
+            )
+        if self._remaining:
+            raise _lost(
+                "peer closed connection without sending complete message body: "
+                f"{self._remaining} bytes missing"
+            )
+        self._done = True
+        return None
+
+    # --- deadlines ---
+
+    def _wait_armed(self) -> None:
+        deadline = self._timer.deadline()
+        handle = self._handle
+        if handle is not None:
+            if handle.when() <= deadline:
+                return  # fires no later than needed; it re-arms itself if early
+            handle.cancel()
+        self._handle = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._handle = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # nobody is waiting: the next wait arms a new handle
+        deadline = self._timer.deadline()
+        if deadline <= self._loop.time() + self._loop._clock_resolution:  # type: ignore[attr-defined]
+            waiter.set_exception(TimeoutError())
+        else:
+            self._handle = self._loop.call_at(deadline, self._on_timer)
+
+    # --- chunked transfer coding ---
+
+    def _dechunk(self, data: bytes) -> bytes:
+        out: list[bytes] = []
+        pos, end = 0, len(data)
+        while pos < end:
+            state = self._state
+            if state == _DATA:
+                take = min(self._remaining or 0, end - pos)
+                out.append(data[pos : pos + take])
+                pos += take
+                self._remaining = (self._remaining or 0) - take
+                if not self._remaining:
+                    self._state = _DATA_END
+            elif state == _DONE:  # a server that talks after its body is ignored
+                break
+            else:
+                nl = data.find(b"\n", pos)
+                if nl < 0:
+                    self._line += data[pos:]
+                    if len(self._line) > MAX_LINE:
+                        raise _lost("chunk header too long")
+                    break
+                line = data[pos:nl]
+                if self._line:
+                    line = self._line + line
+                    self._line = b""
+                pos = nl + 1
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                if state == _DATA_END:
+                    if line:
+                        raise _lost("illegal chunk terminator")
+                    self._state = _SIZE
+                elif state == _SIZE:
+                    size_text = line.split(b";", 1)[0].strip()
+                    try:
+                        size = int(size_text, 16)
+                    except ValueError:
+                        raise _lost("illegal chunk header") from None
+                    if size < 0 or size_text[:1] in (b"+", b"-"):
+                        raise _lost("illegal chunk header")
+                    if size == 0:
+                        self._state = _TRAILER
+                    else:
+                        self._remaining = size
+                        self._state = _DATA
+                elif not line:  # the blank line after the (usually absent) trailers
+                    self._state = _DONE
+                    self._done = True
+                    break
+        if len(out) == 1:
+            return out[0]
+        return b"".join(out)
+
+    async def drain(self) -> None:
+        """Nothing to drain: the connection is closed, not pooled, after a raw body."""
+
+    async def aclose(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+def open_body(response: httpx.Response, timer: StreamTimer) -> RawBody | HttpxBody:
+    """The fastest reader that is correct for this response."""
+    raw = _raw_source(response)
+    if raw is None:
+        return HttpxBody(response, timer)
+    stream, leftover, chunked, length = raw
+    return RawBody(stream, leftover, chunked, length, timer)
+
+
+def _raw_source(response: httpx.Response) -> tuple[AsyncioStream, bytes, bool, int | None] | None:
+    """The connection and what h11 already buffered, if the body can be read raw."""
+    stream: Any = response.extensions.get("network_stream")
+    if type(stream) is not AsyncioStream:
+        return None
+    if response.extensions.get("http_version") not in (b"HTTP/1.1", b"HTTP/1.0"):
+        return None
+    headers = response.headers
+    if headers.get("content-encoding", "identity").strip().lower() not in ("identity", ""):
+        return None  # gzip & co.: httpx decodes them
+    te = headers.get("transfer-encoding")
+    cl = headers.get("content-length")
+    length: int | None = None
+    if te is not None:
+        if te.strip().lower() != "chunked":
+            return None
+        chunked = True
+    else:
+        chunked = False
+        if cl is not None:
+            if not cl.strip().isdigit():
+                return None
+            length = int(cl)
+    try:
+        # BoundAsyncStream -> AsyncResponseStream -> PoolByteStream -> HTTP11ConnectionByteStream
+        connection = response.stream._stream._httpcore_stream._stream._connection  # type: ignore[attr-defined]
+        state = connection._h11_state
+    except AttributeError:
+        return None
+    if not isinstance(state, h11.Connection) or connection._network_stream is not stream:
+        return None
+    if state.their_state is not h11.SEND_BODY:
+        return None
+    leftover, _closed = state.trailing_data
+    return stream, bytes(leftover), chunked, length
