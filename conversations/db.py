@@ -3,9 +3,9 @@
 Django's async ORM and Channels run every sync call in one shared thread, one at a time. The
 writes of 200 running generations (their text once a second, inserts, usage records) would
 queue there in front of the chat socket's own work and delay every new question. They run in a
-small pool of their own instead. Each pool thread keeps its connection (reconnecting SQLite for
-every write cost more than the write); a call that fails closes it, so the next one starts on
-a fresh connection after a database outage.
+small pool of their own instead. A SQLite connection stays with its thread (reconnecting cost
+more than the write); a PostgreSQL one goes back to psycopg's pool after each call. A call that
+fails closes its connection, so the next starts afresh after a database outage.
 """
 
 from __future__ import annotations
@@ -30,5 +30,9 @@ def in_db_pool[**P, R](func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
         except Exception:
             connection.close()  # perhaps broken: the next call reconnects
             raise
+        finally:
+            if connection.vendor != "sqlite":
+                # Back to psycopg's pool (cheap), not held by an idle thread.
+                connection.close()
 
     return sync_to_async(call, thread_sensitive=False, executor=_pool)

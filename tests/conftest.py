@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 
@@ -8,6 +10,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
     # Live-server (Daphne) processes must not fork from a process that already runs threads.
     multiprocessing.set_start_method("spawn", force=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Browser tests last: Playwright's sync API keeps an event loop running on the main thread
+    # for the rest of the session, where no asyncio test could start its own.
+    browser = Path(__file__).parent / "browser"
+    items.sort(key=lambda item: Path(str(item.path)).is_relative_to(browser))
 
 
 @pytest.fixture(autouse=True)

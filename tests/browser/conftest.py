@@ -35,9 +35,13 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 BROWSER_BACKEND_ID = 7001
 REQUIRED = os.environ.get("R1CHAT_BROWSER_TESTS", "").lower() == "required"
 
-# Playwright's sync API keeps an event loop on this thread; the ORM calls in these tests are
-# plain synchronous code all the same.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(autouse=True)
+def _sync_orm_beside_playwright(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Playwright's sync API keeps an event loop on this thread; the ORM calls in these tests are
+    # plain synchronous code all the same. (Only here: elsewhere the check must stay on.)
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
