@@ -29,6 +29,8 @@ from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from review.models import Feedback
+
 from . import protocol
 from .actions import effective_settings
 from .models import Conversation, Message
@@ -222,6 +224,8 @@ def _labels() -> dict[str, str]:
         "previous": _("Previous version"),
         "next": _("Next version"),
         "options": _("Options"),
+        "good": _("Good answer"),
+        "bad": _("Bad answer"),
     }
 
 
@@ -238,6 +242,7 @@ def _for_template(message: dict[str, Any]) -> dict[str, Any]:
     message.setdefault("reasoning", "")
     message.setdefault("html", "")
     message.setdefault("error", None)
+    message.setdefault("rating", None)  # the user's thumbs: "up", "down" or None
     message["deep_think_attr"] = "true" if message.get("deep_think") else "false"
     streaming = message["status"] == Message.Status.STREAMING
     timings = message.get("timings") or {}
@@ -329,11 +334,32 @@ def js_strings() -> dict[str, str]:
         "edit_placeholder": _("Edit your message"),
         "max_tokens_model": _("This model writes at most %(count)s tokens."),
         "unknown_error": _("Something went wrong."),
+        "feedback_reason": _("What was wrong with this answer? (optional)"),
+        "feedback_thanks": _("Thanks for your feedback."),
+        "feedback_failed": _("Could not save your feedback. Try again."),
     }
 
 
+def _thread_with_ratings(
+    user: Any, conversation: Conversation | None
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The visible thread for the template, each answer with the user's thumbs, and the thumbs
+    of every version ({message uuid: rating}) for the scripts. One query for the ratings."""
+    if conversation is None:
+        return [], {}
+    tree = Tree.load(conversation)
+    thread = serialize_thread(conversation, tree)
+    answers = [pk for pk, m in tree.by_id.items() if m.role == Message.Role.ASSISTANT]
+    ratings = Feedback.ratings_for(user.pk, answers) if answers else {}
+    by_uuid = {str(tree.by_id[pk].uuid): entry["rating"] for pk, entry in ratings.items()}
+    for message in thread:
+        if message["role"] == Message.Role.ASSISTANT:
+            message["rating"] = by_uuid.get(message["id"])
+    return [_for_template(m) for m in thread], by_uuid
+
+
 def _chat_context(request: HttpRequest, conversation: Conversation | None) -> dict[str, Any]:
-    thread = [_for_template(m) for m in serialize_thread(conversation)] if conversation else []
+    thread, ratings = _thread_with_ratings(request.user, conversation)
     return {
         "conversation": conversation,
         "thread": thread,
@@ -351,6 +377,7 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
             "max_system_prompt_chars": protocol.MAX_SYSTEM_PROMPT_CHARS,
             "theme_saved": hasattr(request.user, "theme"),
             "defaults_saved": hasattr(request.user, "chat_defaults"),
+            "feedback": ratings,
             "urls": {
                 "home": reverse("home"),
                 "ws": "/ws/chat/",
@@ -359,6 +386,7 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
                 "settings": reverse("api-settings"),
                 "theme": reverse("api-theme"),
                 "conversation": reverse("conversation-detail", args=[uuid.UUID(int=0)]),
+                "feedback": reverse("review:feedback", args=[uuid.UUID(int=0)]),
             },
         },
     }

@@ -1,6 +1,7 @@
 // One message on the page: built from the server's partial (a <template>) and kept up to date
 // from frames. Model text only ever arrives here as server-sanitised HTML (answers) or is set
 // with textContent (reasoning, the user's text).
+import { showRating } from "./feedback.js";
 import { formatNumber, t, thoughtFor } from "./i18n.js";
 
 const templates = {
@@ -62,6 +63,7 @@ export function fillAssistant(el, data) {
   part(el, ".thinking-text").textContent = live.reasoning;
   setAnswerHTML(el, data.html || "");
   setStatus(el, data.status, data);
+  showRating(el);
 }
 
 function setAnswerHTML(el, html, tail = "") {

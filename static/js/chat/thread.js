@@ -1,6 +1,7 @@
 // The conversation on screen: its messages, the frames that change them, and the commands
 // (send, stop, regenerate, edit, switch) that go out on the socket.
 import { getJSON } from "./api.js";
+import { Feedback } from "./feedback.js";
 import { t } from "./i18n.js";
 import {
   applyDelta,
@@ -26,6 +27,7 @@ export class Thread extends EventTarget {
     this.config = config;
     this.settings = settings;
     this.conversation = config.conversation;
+    this.feedback = new Feedback(config); // before any message is filled: it holds the thumbs
     this.list = document.getElementById("thread");
     this.scroller = document.getElementById("thread-scroll");
     this.empty = document.getElementById("empty-state");
@@ -311,6 +313,7 @@ export class Thread extends EventTarget {
       if (this.generating) toast(t("stop"));
       else this.regenerate(el);
     } else if (target.matches(".act-edit")) this.startEdit(el);
+    else if (target.matches(".act-rate")) this.feedback.click(el, target);
     else if (target.matches(".version-prev")) this.switchTo(versionTarget(el, -1));
     else if (target.matches(".version-next")) this.switchTo(versionTarget(el, 1));
   }
