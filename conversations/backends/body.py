@@ -67,6 +67,7 @@ class RawBody:
     """
 
     __slots__ = (
+        "_armed_cap",
         "_chunked",
         "_done",
         "_handle",
@@ -100,6 +101,7 @@ class RawBody:
         self._pending = leftover  # body bytes h11 had already received with the headers
         self._done = not chunked and length == 0
         self._handle: asyncio.TimerHandle | None = None
+        self._armed_cap: float | None = None  # the timer's cap when the handle was armed
         self._waiter: asyncio.Future[None] | None = None
 
     # --- reading ---
@@ -167,11 +169,17 @@ class RawBody:
     # --- deadlines ---
 
     def _wait_armed(self) -> None:
-        deadline = self._timer.deadline()
         handle = self._handle
+        cap = self._timer.cap
+        if handle is not None and cap == self._armed_cap:
+            # Without a new cap the deadlines only moved later (bytes arrived): the handle
+            # fires no later than needed, and re-arms itself if early.
+            return
+        deadline = self._timer.deadline()
+        self._armed_cap = cap
         if handle is not None:
             if handle.when() <= deadline:
-                return  # fires no later than needed; it re-arms itself if early
+                return
             handle.cancel()
         self._handle = self._loop.call_at(deadline, self._on_timer)
 
@@ -184,11 +192,22 @@ class RawBody:
         if deadline <= self._loop.time() + self._loop._clock_resolution:  # type: ignore[attr-defined]
             waiter.set_exception(TimeoutError())
         else:
+            self._armed_cap = self._timer.cap
             self._handle = self._loop.call_at(deadline, self._on_timer)
 
     # --- chunked transfer coding ---
 
     def _dechunk(self, data: bytes) -> bytes:
+        if self._state == _SIZE and not self._line:
+            # The usual packet: exactly one whole chunk, `<hex size>\r\n<data>\r\n`.
+            nl = data.find(b"\r\n")
+            if 0 < nl <= 8 and data.endswith(b"\r\n"):
+                try:
+                    size = int(data[:nl], 16)
+                except ValueError:
+                    size = -1
+                if size > 0 and len(data) == nl + size + 4 and data[:1] not in (b"+", b"-"):
+                    return data[nl + 2 : nl + 2 + size]
         out: list[bytes] = []
         pos, end = 0, len(data)
         while pos < end:

@@ -142,7 +142,7 @@ class _ChunkState:
         if not isinstance(obj, dict):
             raise BackendError(ErrorKind.PROTOCOL, "stream event is not a JSON object")
         # An error inside a 200 stream: `{"error":{...}}`, `{"error":"..."}`, `{"object":"error"}`.
-        if error_message(obj) is not None:
+        if ("error" in obj or obj.get("object") == "error") and error_message(obj) is not None:
             raise stream_error(obj, self.api_key)
         usage = obj.get("usage")
         if usage and isinstance(usage, dict):
@@ -203,101 +203,123 @@ class OpenAIBackend(HTTPBackend):
     """One OpenAI-compatible server; share it (see `get_backend`), it pools connections."""
 
     def stream_chat(self, request: ChatRequest) -> AsyncIterator[Event]:
-        return self._retrying(request)
+        return self._stream(request)
 
-    async def _attempt(self, request: ChatRequest, deadline: float) -> AsyncIterator[Event]:
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+        """Tries (see `HTTPBackend._retry_delay`) around one attempt each, all in this one
+        generator: every event passes a single generator between the socket and the caller."""
         cfg = self.config
-        body = build_body(request)
-        state = _ChunkState(request.model in cfg.assume_open_think, cfg.api_key)
-        response = await self._open("POST", "/chat/completions", body, deadline)
-        try:
-            await self._raise_for_status(response, deadline)
-            if "application/json" in response.headers.get("content-type", ""):
-                # A server (or proxy) that ignored `stream: true` or sent an error as 200.
-                raw = await response.aread()
+        deadline = asyncio.get_running_loop().time() + cfg.total_timeout
+        failures = 0
+        while True:
+            text_sent = False
+            try:
+                body = build_body(request)
+                state = _ChunkState(request.model in cfg.assume_open_think, cfg.api_key)
+                response = await self._open("POST", "/chat/completions", body, deadline)
                 try:
-                    obj = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    raise BackendError(ErrorKind.PROTOCOL, "response is not JSON") from None
-                for event in state.handle(obj):
-                    yield event
-                if state.finish is None:
-                    state.finish = "stop"
-            else:
-                # The SSE read loop is inline (not a generator of its own): every event
-                # passes one generator fewer.
-                reader = SSEReader()
-                timer = StreamTimer(cfg, deadline)
-                stream = open_body(response, timer)
-                handle = state.handle
-                loads = orjson.loads
-                reading = True
-                try:
-                    while reading:
+                    await self._raise_for_status(response, deadline)
+                    if "application/json" in response.headers.get("content-type", ""):
+                        # A server (or proxy) that ignored `stream: true`, or an error as 200.
+                        raw = await response.aread()
                         try:
-                            chunk = await stream.read()
-                        except BackendError as exc:
-                            # After the finish reason the answer is whole; a server that then
-                            # hangs or drops the connection has lost us nothing but maybe the
-                            # usage.
-                            if state.finish is not None and exc.kind in (
-                                ErrorKind.TIMEOUT,
-                                ErrorKind.TRUNCATED,
-                            ):
-                                break
-                            raise
-                        eof = chunk is None
-                        sse_events = reader.finish() if chunk is None else reader.feed(chunk)
-                        if sse_events:
-                            timer.data_seen()
-                            for sse in sse_events:
-                                kind = sse.kind
-                                if kind == "done":
-                                    if not eof:
-                                        await stream.drain()
-                                    reading = False
-                                    break
-                                if kind == "error":
-                                    try:
-                                        payload: Any = loads(sse.data)
-                                    except orjson.JSONDecodeError:
-                                        payload = sse.data
-                                    raise stream_error(payload, cfg.api_key)
-                                if not sse.data:
-                                    continue
+                            obj = orjson.loads(raw)
+                        except orjson.JSONDecodeError:
+                            raise BackendError(ErrorKind.PROTOCOL, "response is not JSON") from None
+                        for event in state.handle(obj):
+                            text_sent = True
+                            yield event
+                        if state.finish is None:
+                            state.finish = "stop"
+                    else:
+                        # The SSE read loop is inline (no generator of its own).
+                        reader = SSEReader()
+                        timer = StreamTimer(cfg, deadline)
+                        stream = open_body(response, timer)
+                        handle = state.handle
+                        loads = orjson.loads
+                        reading = True
+                        try:
+                            while reading:
                                 try:
-                                    obj = loads(sse.data)
-                                except orjson.JSONDecodeError:
-                                    if eof:  # the connection closed in the middle of an event
+                                    chunk = await stream.read()
+                                except BackendError as exc:
+                                    # After the finish reason the answer is whole; a server
+                                    # that then hangs or drops the connection has lost us
+                                    # nothing but maybe the usage.
+                                    if state.finish is not None and exc.kind in (
+                                        ErrorKind.TIMEOUT,
+                                        ErrorKind.TRUNCATED,
+                                    ):
+                                        break
+                                    raise
+                                eof = chunk is None
+                                sse_events = (
+                                    reader.finish() if chunk is None else reader.feed(chunk)
+                                )
+                                if sse_events:
+                                    timer.data_seen()
+                                    for sse in sse_events:
+                                        kind = sse.kind
+                                        if kind == "done":
+                                            if not eof:
+                                                await stream.drain()
+                                            reading = False
+                                            break
+                                        if kind == "error":
+                                            try:
+                                                payload: Any = loads(sse.data)
+                                            except orjson.JSONDecodeError:
+                                                payload = sse.data
+                                            raise stream_error(payload, cfg.api_key)
+                                        if not sse.data:
+                                            continue
+                                        try:
+                                            obj = loads(sse.data)
+                                        except orjson.JSONDecodeError:
+                                            # The connection closed in the middle of an event.
+                                            if eof:
+                                                raise BackendError(
+                                                    ErrorKind.TRUNCATED,
+                                                    "the stream ended in the middle of an event",
+                                                ) from None
+                                            raise BackendError(
+                                                ErrorKind.PROTOCOL,
+                                                f"malformed stream event: {sse.data[:120]!r}",
+                                            ) from None
+                                        had_finish = state.finish is not None
+                                        events = handle(obj)
+                                        if events:
+                                            text_sent = True
+                                            for event in events:
+                                                yield event
+                                        if not had_finish and state.finish is not None:
+                                            timer.cap = (
+                                                asyncio.get_running_loop().time() + FINISH_GRACE
+                                            )
+                                    if not reading:
+                                        break
+                                if eof:
+                                    if state.finish is None:
                                         raise BackendError(
                                             ErrorKind.TRUNCATED,
-                                            "the stream ended in the middle of an event",
-                                        ) from None
-                                    raise BackendError(
-                                        ErrorKind.PROTOCOL,
-                                        f"malformed stream event: {sse.data[:120]!r}",
-                                    ) from None
-                                had_finish = state.finish is not None
-                                for event in handle(obj):
-                                    yield event
-                                if not had_finish and state.finish is not None:
-                                    timer.cap = asyncio.get_running_loop().time() + FINISH_GRACE
-                            if not reading:
-                                break
-                        if eof:
-                            if state.finish is None:
-                                raise BackendError(
-                                    ErrorKind.TRUNCATED,
-                                    "the connection closed before the model finished",
-                                )
-                            break
+                                            "the connection closed before the model finished",
+                                        )
+                                    break
+                        finally:
+                            await stream.aclose()
                 finally:
-                    await stream.aclose()
-        finally:
-            await response.aclose()
-        for event in state.terminal():
-            yield event
-        yield state.finished()
+                    await response.aclose()
+                for event in state.terminal():
+                    if type(event) is Reasoning or type(event) is Answer:
+                        text_sent = True
+                    yield event
+                yield state.finished()
+                return
+            except BackendError as exc:
+                failures += 1
+                delay = self._retry_delay(exc, failures, text_sent, deadline)
+            await asyncio.sleep(delay)
 
     # --- metadata ---
 

@@ -437,9 +437,7 @@ class HTTPBackend:
         raise NotImplementedError
 
     async def _retrying(self, request: Any) -> AsyncIterator[Event]:
-        cfg = self.config
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + cfg.total_timeout
+        deadline = asyncio.get_running_loop().time() + self.config.total_timeout
         failures = 0
         while True:
             text_sent = False
@@ -451,20 +449,30 @@ class HTTPBackend:
                 return
             except BackendError as exc:
                 failures += 1
-                if text_sent or not should_retry(exc) or failures >= max(1, cfg.max_tries):
-                    raise
-                delay = backoff_delay(cfg, failures, exc.retry_after)
-                if loop.time() + delay >= deadline:
-                    raise
-                log.info(
-                    "backend %s: %s (try %d of %d), retrying in %.2f s",
-                    cfg.name or self.base_url,
-                    exc,
-                    failures,
-                    cfg.max_tries,
-                    delay,
-                )
+                delay = self._retry_delay(exc, failures, text_sent, deadline)
             await asyncio.sleep(delay)
+
+    def _retry_delay(
+        self, exc: BackendError, failures: int, text_sent: bool, deadline: float
+    ) -> float:
+        """How long to wait before trying again after `exc`; re-raises it when trying again
+        is not allowed: text was shown, the failure is not retryable, the tries are used up,
+        or the wait would pass the total deadline. The one retry policy of every backend."""
+        cfg = self.config
+        if text_sent or not should_retry(exc) or failures >= max(1, cfg.max_tries):
+            raise exc
+        delay = backoff_delay(cfg, failures, exc.retry_after)
+        if asyncio.get_running_loop().time() + delay >= deadline:
+            raise exc
+        log.info(
+            "backend %s: %s (try %d of %d), retrying in %.2f s",
+            cfg.name or self.base_url,
+            exc,
+            failures,
+            cfg.max_tries,
+            delay,
+        )
+        return delay
 
 
 # --- Shared request and model helpers -------------------------------------------------------

@@ -56,7 +56,18 @@ class SSEReader:
         self.comments = 0
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        return self._feed_text(self._decoder.decode(chunk))
+        text = self._decoder.decode(chunk)
+        if (
+            text[:5] == "data:"
+            and text.find("\n") == len(text) - 2
+            and text[-1] == "\n"
+            and not (self._parts or self._data or self._event or self._first or self._skip_lf)
+            and "\r" not in text
+        ):
+            # The usual chunk: exactly one whole `data:` event and nothing pending.
+            value = text[6:-2] if text[5:6] == " " else text[5:-2]
+            return [SSEEvent("done" if value == "[DONE]" else "data", value)]
+        return self._feed_text(text)
 
     def finish(self) -> list[SSEEvent]:
         """End of stream: process the unterminated last line and any un-dispatched data.
@@ -151,6 +162,10 @@ class NDJSONReader:
         self._parts: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        if not self._parts and chunk.find(b"\n") == len(chunk) - 1:
+            # The usual chunk: exactly one whole line.
+            line = chunk[:-1]
+            return [line] if line.strip() else []
         if b"\n" not in chunk:
             if chunk:
                 self._parts.append(chunk)
