@@ -44,7 +44,9 @@ def database_url() -> str:
 
 def app_env(**extra: str) -> dict[str, str]:
     """The environment of an app process beside this test: same database, plain HTTP."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_SETTINGS"))}
+    # (Not the tests' own allowance for sync ORM calls: app processes keep Django's check.)
+    skip = ("PYTEST_", "DJANGO_SETTINGS", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
     env.update(
         DJANGO_SETTINGS_MODULE="r1chat.settings",
         DATABASE_URL=database_url(),

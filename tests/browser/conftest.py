@@ -37,11 +37,14 @@ REQUIRED = os.environ.get("R1CHAT_BROWSER_TESTS", "").lower() == "required"
 
 
 
-@pytest.fixture(autouse=True)
-def _sync_orm_beside_playwright(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Playwright's sync API keeps an event loop on this thread; the ORM calls in these tests are
-    # plain synchronous code all the same. (Only here: elsewhere the check must stay on.)
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+@pytest.fixture(scope="session", autouse=True)
+def _sync_orm_beside_playwright() -> Iterator[None]:
+    # Playwright's sync API keeps an event loop on this thread; the ORM calls in these tests
+    # (and the test database's setup, when they run alone) are plain synchronous code all the
+    # same. Only from the first browser test on: they run last, and elsewhere the check stays.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
