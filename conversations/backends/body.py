@@ -6,11 +6,11 @@ response stream, `aiter_raw`, `aiter_bytes`) plus an `asyncio.timeout_at` per re
 streams × 50 tokens/s that was most of the backend's CPU. So for a 2xx streamed chat response
 httpx still sends the request and reads the status and headers (connecting, TLS, proxies,
 pooling and errors unchanged); `RawBody` then reads the body from the connection's buffer
-(transport.py's protocol) with its own chunked-transfer decoder, one `read()` per network read,
-and the connection is closed afterwards instead of going back to the pool (httpcore's HTTP/1.1
-state never saw the body). Anything unusual (a compressed body, an unknown transfer coding,
-another network backend) falls back to `HttpxBody`, the plain httpx path; both raise the same
-`BackendError`s for the same faults.
+(transport.py's protocol) with its own chunked-transfer decoder, one `read()` per network read.
+After a clean chunked end httpcore's h11 state is told the body ended (a bare terminator), so
+the connection goes back to the pool as before; any other end closes it. Anything unusual (a
+compressed body, an unknown transfer coding, another network backend) falls back to
+`HttpxBody`, the plain httpx path; both raise the same `BackendError`s for the same faults.
 """
 
 from __future__ import annotations
@@ -70,12 +70,14 @@ class RawBody:
         "_armed_cap",
         "_chunked",
         "_done",
+        "_h11",
         "_handle",
         "_line",
         "_loop",
         "_pending",
         "_protocol",
         "_remaining",
+        "_reusable",
         "_state",
         "_timer",
         "_transport",
@@ -89,6 +91,7 @@ class RawBody:
         chunked: bool,
         length: int | None,
         timer: StreamTimer,
+        h11_state: h11.Connection | None = None,
     ) -> None:
         self._protocol = stream._protocol
         self._transport = stream._transport
@@ -99,6 +102,11 @@ class RawBody:
         self._state = _SIZE
         self._line = b""  # an unfinished chunk-size or trailer line
         self._pending = leftover  # body bytes h11 had already received with the headers
+        # httpcore's HTTP/1.1 state for this connection; it still holds `leftover` unparsed.
+        self._h11 = h11_state
+        # The connection can go back to the pool after the body: chunked, and `leftover` ends
+        # on a chunk boundary (so h11 can be told the body's end with a bare terminator).
+        self._reusable = chunked and h11_state is not None and not leftover
         self._done = not chunked and length == 0
         self._handle: asyncio.TimerHandle | None = None
         self._armed_cap: float | None = None  # the timer's cap when the handle was armed
@@ -112,6 +120,14 @@ class RawBody:
             data = self._pending
             if data:
                 self._pending = b""
+                if self._chunked:
+                    data = self._dechunk(data)
+                    self._reusable = (
+                        self._h11 is not None and self._state == _SIZE and not self._line
+                    )
+                    if data:
+                        return data
+                    continue
             else:
                 data = await self._receive()
                 if data is None:
@@ -255,18 +271,58 @@ class RawBody:
                 elif not line:  # the blank line after the (usually absent) trailers
                     self._state = _DONE
                     self._done = True
+                    if pos < end:  # a server that talks after its body: never reuse it
+                        self._reusable = False
                     break
         if len(out) == 1:
             return out[0]
         return b"".join(out)
 
     async def drain(self) -> None:
-        """Nothing to drain: the connection is closed, not pooled, after a raw body."""
+        """Read what is left of a finished body (the chunked terminator) so the connection can
+        go back to the pool. Bounded like `retry.drain`: a server that keeps talking after its
+        terminal event is simply cut off (the connection is then closed)."""
+        cap = self._loop.time() + 0.25
+        timer = self._timer
+        timer.cap = cap if timer.cap is None else min(cap, timer.cap)
+        try:
+            for _ in range(4):
+                if await self.read() is None:
+                    return
+        except BackendError:
+            self._reusable = False
 
     async def aclose(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        state = self._h11
+        if state is None:
+            return
+        self._h11 = None
+        protocol = self._protocol
+        if (
+            not self._reusable
+            or self._state != _DONE
+            or protocol.buffer
+            or protocol.eof
+            or state.their_state is not h11.SEND_BODY
+        ):
+            return  # httpcore sees an unfinished body and closes the connection
+        # Tell httpcore's h11 the body ended, so closing the response pools the connection:
+        # what it holds unparsed ended on a chunk boundary, so a bare terminator completes it.
+        try:
+            state.receive_data(b"0\r\n\r\n")
+            while True:
+                event = state.next_event()
+                if event is h11.NEED_DATA or event is h11.PAUSED or type(event) is h11.EndOfMessage:
+                    break
+        except h11.RemoteProtocolError:
+            return  # h11 is in its error state: the connection is closed
+        if state.their_state is not h11.DONE or state.trailing_data[0]:
+            # Not a clean end after all: make sure the connection is never reused.
+            protocol.eof = True
+            self._transport.abort()
 
 
 def open_body(response: httpx.Response, timer: StreamTimer) -> RawBody | HttpxBody:
@@ -274,11 +330,13 @@ def open_body(response: httpx.Response, timer: StreamTimer) -> RawBody | HttpxBo
     raw = _raw_source(response)
     if raw is None:
         return HttpxBody(response, timer)
-    stream, leftover, chunked, length = raw
-    return RawBody(stream, leftover, chunked, length, timer)
+    stream, leftover, chunked, length, state = raw
+    return RawBody(stream, leftover, chunked, length, timer, state)
 
 
-def _raw_source(response: httpx.Response) -> tuple[AsyncioStream, bytes, bool, int | None] | None:
+def _raw_source(
+    response: httpx.Response,
+) -> tuple[AsyncioStream, bytes, bool, int | None, h11.Connection] | None:
     """The connection and what h11 already buffered, if the body can be read raw."""
     stream: Any = response.extensions.get("network_stream")
     if type(stream) is not AsyncioStream:
@@ -312,4 +370,4 @@ def _raw_source(response: httpx.Response) -> tuple[AsyncioStream, bytes, bool, i
     if state.their_state is not h11.SEND_BODY:
         return None
     leftover, _closed = state.trailing_data
-    return stream, bytes(leftover), chunked, length
+    return stream, bytes(leftover), chunked, length, state
