@@ -94,7 +94,7 @@ class OllamaBackend(HTTPBackend):
         self._version: tuple[float, str | None] | None = None
 
     def stream_chat(self, request: ChatRequest) -> AsyncIterator[Event]:
-        return self._retrying(request)
+        return self._stream(request)
 
     # --- metadata with caches ---
 
@@ -167,73 +167,92 @@ class OllamaBackend(HTTPBackend):
 
     # --- streaming ---
 
-    async def _attempt(self, request: ChatRequest, deadline: float) -> AsyncIterator[Event]:
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+        """Tries (see `HTTPBackend._retry_delay`) around one attempt each, all in this one
+        generator: every event passes a single generator between the socket and the caller."""
         cfg = self.config
-        body = await self.build_body(request)
-        asm = ChannelAssembler(request.model in cfg.assume_open_think)
-        response = await self._open("POST", "/api/chat", body, deadline)
-        done: dict[str, Any] | None = None
-        try:
-            await self._raise_for_status(response, deadline)
-            reader = NDJSONReader()
-            timer = StreamTimer(cfg, deadline)
-            stream = open_body(response, timer)
+        deadline = asyncio.get_running_loop().time() + cfg.total_timeout
+        failures = 0
+        while True:
+            text_sent = False
             try:
-                while done is None:
-                    chunk = await stream.read()
-                    eof = chunk is None
-                    lines = reader.finish() if chunk is None else reader.feed(chunk)
-                    if lines:
-                        timer.data_seen()
-                    for line in lines:
-                        try:
-                            obj = orjson.loads(line)
-                        except orjson.JSONDecodeError:
-                            if eof:  # the connection closed in the middle of a line
+                body = await self.build_body(request)
+                asm = ChannelAssembler(request.model in cfg.assume_open_think)
+                response = await self._open("POST", "/api/chat", body, deadline)
+                done: dict[str, Any] | None = None
+                try:
+                    await self._raise_for_status(response, deadline)
+                    reader = NDJSONReader()
+                    timer = StreamTimer(cfg, deadline)
+                    stream = open_body(response, timer)
+                    try:
+                        while done is None:
+                            chunk = await stream.read()
+                            eof = chunk is None
+                            lines = reader.finish() if chunk is None else reader.feed(chunk)
+                            if lines:
+                                timer.data_seen()
+                            for line in lines:
+                                try:
+                                    obj = orjson.loads(line)
+                                except orjson.JSONDecodeError:
+                                    if eof:  # the connection closed in the middle of a line
+                                        raise BackendError(
+                                            ErrorKind.TRUNCATED,
+                                            "the stream ended in the middle of a line",
+                                        ) from None
+                                    raise BackendError(
+                                        ErrorKind.PROTOCOL, f"malformed stream line: {line[:120]!r}"
+                                    ) from None
+                                if not isinstance(obj, dict):
+                                    raise BackendError(
+                                        ErrorKind.PROTOCOL, "stream line is not an object"
+                                    )
+                                if obj.get("error"):
+                                    raise stream_error(obj, cfg.api_key)
+                                message = obj.get("message")
+                                if isinstance(message, dict):
+                                    # Thinking first: a transition line can carry both.
+                                    thinking = message.get("thinking")
+                                    if thinking and isinstance(thinking, str):
+                                        for event in asm.reasoning(thinking):
+                                            text_sent = True
+                                            yield event
+                                    content = message.get("content")
+                                    if content and isinstance(content, str):
+                                        for event in asm.content(content):
+                                            text_sent = True
+                                            yield event
+                                if obj.get("done"):
+                                    # The done line may carry the last text; it was handled above.
+                                    done = obj
+                                    break
+                            if eof and done is None:
                                 raise BackendError(
-                                    ErrorKind.TRUNCATED, "the stream ended in the middle of a line"
-                                ) from None
-                            raise BackendError(
-                                ErrorKind.PROTOCOL, f"malformed stream line: {line[:120]!r}"
-                            ) from None
-                        if not isinstance(obj, dict):
-                            raise BackendError(ErrorKind.PROTOCOL, "stream line is not an object")
-                        if obj.get("error"):
-                            raise stream_error(obj, cfg.api_key)
-                        message = obj.get("message")
-                        if isinstance(message, dict):
-                            # Thinking first: a transition line can carry both.
-                            thinking = message.get("thinking")
-                            if thinking and isinstance(thinking, str):
-                                for event in asm.reasoning(thinking):
-                                    yield event
-                            content = message.get("content")
-                            if content and isinstance(content, str):
-                                for event in asm.content(content):
-                                    yield event
-                        if obj.get("done"):
-                            # The done line may carry the last text; it was handled above.
-                            done = obj
-                            break
-                    if eof and done is None:
-                        raise BackendError(
-                            ErrorKind.TRUNCATED, "the connection closed before the model finished"
-                        )
-                if not eof:
-                    await stream.drain()
-            finally:
-                await stream.aclose()
-        finally:
-            await response.aclose()
-        for event in asm.finish():
-            yield event
-        usage = usage_from(done)
-        if usage is not None:
-            yield usage
-        reason = str(done.get("done_reason") or "stop")
-        if reason in ("load", "unload"):
-            reason = "stop"
-        yield Finished(reason, reasoning_unterminated=asm.unterminated(reason))
+                                    ErrorKind.TRUNCATED,
+                                    "the connection closed before the model finished",
+                                )
+                        if not eof:
+                            await stream.drain()
+                    finally:
+                        await stream.aclose()
+                finally:
+                    await response.aclose()
+                for event in asm.finish():
+                    text_sent = True
+                    yield event
+                usage = usage_from(done)
+                if usage is not None:
+                    yield usage
+                reason = str(done.get("done_reason") or "stop")
+                if reason in ("load", "unload"):
+                    reason = "stop"
+                yield Finished(reason, reasoning_unterminated=asm.unterminated(reason))
+                return
+            except BackendError as exc:
+                failures += 1
+                delay = self._retry_delay(exc, failures, text_sent, deadline)
+            await asyncio.sleep(delay)
 
     # --- metadata ---
 
