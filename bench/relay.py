@@ -10,6 +10,13 @@ from the simulator; phase 2 sends N chat messages at once over N WebSockets and 
 frames. Printed: tokens delivered, time to first token added by r1chat (p50/p99), added
 per-frame latency (p50/p99), server CPU seconds per 1,000 tokens, server memory, and database
 writes per message.
+
+    .venv/bin/python bench/relay.py --streams 200 --processes 2 --redis redis://127.0.0.1:6379/8
+
+The team shape (DESIGN.md "Scale-out"): two r1chat servers on a fresh PostgreSQL database
+(`r1chat_bench_<pid>` on 127.0.0.1:5432, user postgres; dropped at the end) and the Redis channel
+layer and cache (keys under a per-run prefix, deleted at the end), half of the sockets on each.
+CPU and database writes are the servers' sum; memory is given per server.
 """
 
 from __future__ import annotations
@@ -238,12 +245,14 @@ async def app_stream(
     )
 
 
-async def phase_app(port: int, cookies: list[str], max_tokens: int) -> list[dict[str, Any]]:
+async def phase_app(ports: list[int], cookies: list[str], max_tokens: int) -> list[dict[str, Any]]:
+    """Every client sends at once; the sockets are spread evenly over the servers."""
     results: list[dict[str, Any]] = []
     go = asyncio.Event()
-    url = f"ws://127.0.0.1:{port}/ws/chat/"
+    urls = [f"ws://127.0.0.1:{port}/ws/chat/" for port in ports]
     tasks = [
-        asyncio.create_task(app_stream(url, cookie, results, go, max_tokens)) for cookie in cookies
+        asyncio.create_task(app_stream(urls[i % len(urls)], cookie, results, go, max_tokens))
+        for i, cookie in enumerate(cookies)
     ]
     await asyncio.sleep(2.0)  # every socket open before the burst
     go.set()
@@ -273,6 +282,19 @@ def main() -> None:
     parser.add_argument("--reasoning", type=int, default=800)
     parser.add_argument("--answer", type=int, default=1600)
     parser.add_argument("--model", default="deepseek-v4-flash")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="r1chat servers (2 needs --redis; PostgreSQL on 127.0.0.1:5432)",
+    )
+    parser.add_argument("--redis", help="REDIS_URL of the channel layer and cache (--processes 2)")
+    parser.add_argument(
+        "--pg",
+        default="postgres://postgres@127.0.0.1:5432/postgres",
+        help="PostgreSQL server (its maintenance database) for --processes 2",
+    )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--writes-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -280,7 +302,8 @@ def main() -> None:
         serve(args.serve, args.writes_file)
         return
 
-    import psutil
+    if args.processes > 1 and not args.redis:
+        parser.error("--processes 2 needs --redis URL")
 
     data_dir = tempfile.mkdtemp(prefix="r1chat-bench-")
     env = {
@@ -294,20 +317,74 @@ def main() -> None:
         "R1CHAT_SEND_RATE_PER_MINUTE": "1000",
         "LOG_LEVEL": "WARNING",
     }
+    if args.processes > 1:
+        env["DATABASE_URL"] = create_database(args.pg, f"r1chat_bench_{os.getpid()}")
+        env["REDIS_URL"] = args.redis
+        env["R1CHAT_REDIS_PREFIX"] = f"r1chat-bench-{os.getpid()}"
     os.environ.update(env)
+    servers: list[subprocess.Popen[bytes]] = []
+    try:
+        _run_bench(args, env, data_dir, servers)
+    finally:
+        for child in servers:
+            child.terminate()
+        for child in servers:
+            child.wait(10)
+        if args.processes > 1:
+            _clean_up(args, env)
+
+
+def create_database(server_url: str, name: str) -> str:
+    """A fresh PostgreSQL database; its URL."""
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+def _clean_up(args: Any, env: dict[str, str]) -> None:
+    """Drop the bench database and delete this run's Redis keys."""
+    import psycopg
+    import redis
+    from django.db import connections
+
+    connections.close_all()
+    name = env["DATABASE_URL"].rsplit("/", 1)[1]
+    with psycopg.connect(args.pg, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    client = redis.Redis.from_url(args.redis)
+    keys = list(client.scan_iter(match=env["R1CHAT_REDIS_PREFIX"] + "*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start : start + 500])
+    client.close()
+
+
+def _run_bench(
+    args: Any, env: dict[str, str], data_dir: str, servers: list[subprocess.Popen[bytes]]
+) -> None:
+    import psutil
+
     subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    sim_port, app_port = free_port(), free_port()
-    writes_file = str(Path(data_dir) / "writes.json")
+    sim_port = free_port()
+    app_ports = [free_port() for _ in range(args.processes)]
+    writes_files = [str(Path(data_dir) / f"writes-{i}.json") for i in range(args.processes)]
     sim = subprocess.Popen(
         [PYTHON, "manage.py", "simulate_models", "--port", str(sim_port), "--rate", str(args.rate),
          "--reasoning-tokens", str(args.reasoning), "--answer-tokens", str(args.answer)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    server = subprocess.Popen(
-        [PYTHON, __file__, "--serve", str(app_port), "--writes-file", writes_file],
-        cwd=ROOT,
-        env=env,
-    )
+    servers.append(sim)
+    for port, writes_file in zip(app_ports, writes_files, strict=True):
+        servers.append(
+            subprocess.Popen(
+                [PYTHON, __file__, "--serve", str(port), "--writes-file", writes_file],
+                cwd=ROOT,
+                env=env,
+            )
+        )
+    app_servers = servers[1:]
     try:
         import django
 
@@ -319,35 +396,44 @@ def main() -> None:
         Backend.objects.create(name="Simulator", kind="openai", base_url=base_url,
                                default_model=args.model)  # fmt: skip
         cookies = [session_cookie(make_user(f"bench{i}")) for i in range(args.streams)]
-        _wait_for(f"http://127.0.0.1:{app_port}/healthz")
+        for port in app_ports:
+            _wait_for(f"http://127.0.0.1:{port}/healthz")
         _wait_for(f"{base_url}/models")
 
         print(f"r1chat relay benchmark: {args.streams} streams × {args.rate:g} tokens/s, "
               f"{args.reasoning} reasoning + {args.answer} answer tokens each")  # fmt: skip
+        if args.processes > 1:
+            print(f"  {args.processes} r1chat processes, PostgreSQL + Redis channel layer "
+                  f"({args.redis}), half of the sockets on each")  # fmt: skip
+        else:
+            print("  one r1chat process")
+        print(f"  load average before: {_load()}")
         t = time.perf_counter()
         direct = asyncio.run(phase_direct(base_url, args.streams, args.model))
         print(f"  phase 1 (simulator directly): {time.perf_counter() - t:.1f} s")
 
-        proc = psutil.Process(server.pid)
-        rss_idle = proc.memory_info().rss
-        writes_before = json.loads(Path(writes_file).read_text())["writes"]
-        peak = {"rss": rss_idle}
+        procs = [psutil.Process(server.pid) for server in app_servers]
+        rss_idle = [p.memory_info().rss for p in procs]
+        writes_before = _writes(writes_files)
+        peak = {"rss": list(rss_idle)}
         sampling = threading.Event()
 
         def sample() -> None:
             while not sampling.is_set():
-                peak["rss"] = max(peak["rss"], proc.memory_info().rss)
+                peak["rss"] = [
+                    max(old, p.memory_info().rss) for old, p in zip(peak["rss"], procs, strict=True)
+                ]
                 time.sleep(0.2)
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         sim_proc, me = psutil.Process(sim.pid), psutil.Process()
-        cpu_before = proc.cpu_times()
+        cpu_before = sum(sum(p.cpu_times()[:2]) for p in procs)
         others_before = sum(sim_proc.cpu_times()[:2]), sum(me.cpu_times()[:2])
         t = time.perf_counter()
-        app = asyncio.run(phase_app(app_port, cookies, 2 * (args.reasoning + args.answer)))
+        app = asyncio.run(phase_app(app_ports, cookies, 2 * (args.reasoning + args.answer)))
         elapsed = time.perf_counter() - t
-        cpu_after = proc.cpu_times()
+        cpu_after = sum(sum(p.cpu_times()[:2]) for p in procs)
         others = [
             after - before
             for after, before in zip(
@@ -357,14 +443,24 @@ def main() -> None:
         print(f"  phase 2 CPU of the simulator / this client: {others[0]:.1f} / {others[1]:.1f} s")
         sampling.set()
         time.sleep(2.0)  # the last persistence writes and title requests settle
-        writes = json.loads(Path(writes_file).read_text())["writes"] - writes_before
+        writes = _writes(writes_files) - writes_before
         print(f"  phase 2 (through r1chat):     {elapsed:.1f} s")
-        _report(args, direct, app, cpu_before, cpu_after, rss_idle, peak["rss"], writes)
+        print(f"  load average after: {_load()}")
+        _report(args, direct, app, cpu_after - cpu_before, rss_idle, peak["rss"], writes)
     finally:
-        server.terminate()
-        sim.terminate()
-        server.wait(10)
-        sim.wait(10)
+        for server in reversed(servers):  # the app servers first, the simulator last
+            server.terminate()
+        for server in servers:
+            server.wait(10)
+        servers.clear()
+
+
+def _writes(files: list[str]) -> int:
+    return sum(json.loads(Path(f).read_text())["writes"] for f in files)
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" ({os.cpu_count()} CPUs)"
 
 
 def _wait_for(url: str, timeout: float = 30.0) -> None:
@@ -381,8 +477,8 @@ def _wait_for(url: str, timeout: float = 30.0) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def _report(args: Any, direct: list, app: list, cpu0: Any, cpu1: Any, rss_idle: int, rss_peak: int,
-            writes: int) -> None:  # fmt: skip
+def _report(args: Any, direct: list, app: list, cpu: float, rss_idle: list[int],
+            rss_peak: list[int], writes: int) -> None:  # fmt: skip
     expected_chars = statistics.median(d["chars"] for d in direct)
     complete = [a for a in app if a["status"] == "complete"]
     whole = [a for a in complete if a["chars"] >= expected_chars - 2]
@@ -392,7 +488,6 @@ def _report(args: Any, direct: list, app: list, cpu0: Any, cpu1: Any, rss_idle: 
     d_ttft = [d["ttft"] for d in direct if d["ttft"] is not None]
     a_ttft = [a["ttft"] for a in app if a["ttft"] is not None]
     lat = frame_latencies(app, direct)
-    cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
     statuses: dict[str, int] = {}
     for a in app:
         statuses[str(a["status"])] = statuses.get(str(a["status"]), 0) + 1
@@ -416,7 +511,15 @@ def _report(args: Any, direct: list, app: list, cpu0: Any, cpu1: Any, rss_idle: 
             f"{pct(lat, 50) * ms:.1f} / {pct(lat, 99) * ms:.1f} ms ({len(lat):,} frames)",
         ),
         ("server CPU", f"{cpu:.2f} s = {cpu / (tokens / 1000):.4f} CPU-s per 1,000 tokens"),
-        ("server RSS idle/peak", f"{rss_idle / 2**20:.0f} / {rss_peak / 2**20:.0f} MiB"),
+        (
+            "server RSS idle/peak",
+            ", ".join(
+                f"{i / 2**20:.0f} / {p / 2**20:.0f}"
+                for i, p in zip(rss_idle, rss_peak, strict=True)
+            )
+            + " MiB"
+            + (" (per process)" if len(rss_idle) > 1 else ""),
+        ),
         (
             "database writes per message",
             f"{writes / max(1, args.streams):.1f} ({writes} in all, conversations and titles "

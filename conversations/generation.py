@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 FRAME_INTERVAL = float(getattr(settings, "R1CHAT_FRAME_INTERVAL", 0.04))
 RENDER_INTERVAL = 0.5  # answer HTML at most twice a second; every frame carries the text
 PERSIST_INTERVAL = 1.0
+# A runner's own message to its control channel that ends its listener (see _stop_listening).
+LISTENER_EXIT = "generation.listener_exit"
+LISTENER_EXIT_TIMEOUT = 2.0
 
 # Runners alive in this process, by message uuid.
 _running: dict[str, GenerationRunner] = {}
@@ -90,6 +93,8 @@ class GenerationRunner:
         self.answer_started_at: dt.datetime | None = None
         self.stop_requested = False
         self.dirty = asyncio.Event()
+        # Held while the flusher moves text into a delta and sends it (see _run's finally).
+        self.sending = asyncio.Lock()
         self.changed_since_persist = False
         self.task: asyncio.Task[None] | None = None
         self.control_channel: str | None = None
@@ -137,9 +142,19 @@ class GenerationRunner:
             status = Message.Status.ERROR
             error = describe_error("internal")
         finally:
-            for helper in helpers:
-                helper.cancel()
-            for helper in helpers:
+            listener, others = (helpers[0], helpers[1:]) if helpers else (None, [])
+            try:
+                # Not while a delta is being sent: a group_send cancelled half-way (several
+                # Redis round trips) drops the frame after its seq and text were taken, so tabs
+                # saw a gap and lost that text.
+                async with self.sending:
+                    for helper in others:
+                        helper.cancel()
+            except asyncio.CancelledError:
+                for helper in others:
+                    helper.cancel()
+            await self._stop_listening(listener)
+            for helper in others:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await helper
             # Finishing must not be cut short by a second cancel (shutdown, a quick Stop).
@@ -202,7 +217,12 @@ class GenerationRunner:
             self._move_pending()
             if self._last_moved:
                 # The rest of the text; its HTML comes complete in the done frame.
-                await self._send_delta(render=False)
+                try:
+                    await self._send_delta(render=False)
+                except Exception:
+                    # The channel layer is down (Redis): store the message all the same (this
+                    # used to skip the final write, and the sweep then marked it interrupted).
+                    logger.warning("could not send the last delta of %s", self.message_id)
             answer = "".join(self.answer_parts)
             html = self.renderer.finish()
             finished_at = _now()
@@ -302,10 +322,11 @@ class GenerationRunner:
         while True:
             await self.dirty.wait()
             self.dirty.clear()
-            self._move_pending()
-            if self._last_moved or self.unsent_append:
-                due = time.monotonic() - self.last_render >= RENDER_INTERVAL
-                await self._send_delta(render=due)
+            async with self.sending:
+                self._move_pending()
+                if self._last_moved or self.unsent_append:
+                    due = time.monotonic() - self.last_render >= RENDER_INTERVAL
+                    await self._send_delta(render=due)
             await asyncio.sleep(FRAME_INTERVAL)
 
     async def _persister(self) -> None:
@@ -364,10 +385,34 @@ class GenerationRunner:
             if event.get("message") != self.message_id:
                 continue
             kind = event.get("type")
+            if kind == LISTENER_EXIT:
+                return
             if kind == "generation.stop":
                 self.stop()
             elif kind == "generation.snapshot_request" and event.get("reply_to"):
                 await self.layer.send(event["reply_to"], self.snapshot())
+
+    async def _stop_listening(self, listener: asyncio.Task[None] | None) -> None:
+        """End the control listener with a message to its channel rather than a cancel.
+
+        channels-redis pops every specific channel of a process from one Redis queue: a receive
+        cancelled while its pop is in flight drops the popped message, which is as likely to be
+        a frame for a socket of this process as a control message (a tab lost a delta or
+        `message.created` at the end of every generation in its process).
+        """
+        if listener is None:
+            return
+        if not listener.done():
+            try:
+                await self.layer.send(
+                    self.control_channel, {"type": LISTENER_EXIT, "message": self.message_id}
+                )
+                await asyncio.wait({listener}, timeout=LISTENER_EXIT_TIMEOUT)
+            except (asyncio.CancelledError, Exception):
+                pass  # the layer is down, or a second cancel: fall back to cancelling
+            listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await listener
 
     def stop(self) -> None:
         self.stop_requested = True

@@ -437,7 +437,18 @@ R1CHAT_STALE_AFTER = env_float("R1CHAT_STALE_AFTER", 20.0)
 # redis-py 8 times socket reads out after 5 s by default: exactly channels-redis's blocking-pop
 # wait (BZPOPMIN, 5 s), so a socket idle for 5 s raised TimeoutError in its consumer and was
 # closed with 1011. Reads get more room than the blocking pop; connecting stays quick.
+# The layer's pool also gets a short retry: channels-redis builds its own pool, which has none,
+# so after a Redis restart the first command on each pooled (now dead) socket failed, and with it
+# the next WebSocket handshake (HTTP 500) or a generation's frame.
 if REDIS_URL:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
     CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [
-        {"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}
+        {
+            "address": REDIS_URL,
+            "socket_timeout": 30,
+            "socket_connect_timeout": 5,
+            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+        }
     ]

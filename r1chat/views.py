@@ -21,7 +21,10 @@ async def _check_channel_layer() -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured")
-    channel = await layer.new_channel("healthz.")
+    # The default prefix: channels-redis pops a process's specific channels from one Redis queue
+    # per prefix under one lock, so a probe with its own prefix waited behind any open socket's
+    # blocking pop and timed out (503) on every process with a socket open.
+    channel = await layer.new_channel()
     probe = {"type": "healthz.probe", "token": uuid.uuid4().hex}
     await layer.send(channel, probe)
     received = await asyncio.wait_for(layer.receive(channel), timeout=2)
