@@ -5,9 +5,10 @@ call these; nothing else writes and broadcasts by itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -163,6 +164,8 @@ class Turn:
     user_versions: list[Message]  # the new question and its siblings (‹ 1/2 ›)
     assistant_versions: list[Message]
     saved: asyncio.Task[None] | None = None  # the background insert of a new conversation
+    # Set by the runner once the request to the model is out.
+    asked: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _claim_client_id(user: Any, client_id: str) -> bool:
@@ -206,6 +209,20 @@ def _save_turn(turn: Turn) -> None:
         conversation.updated_at = timezone.now()
         conversation.settings = turn.config["stored"]
         conversation.save(update_fields=["current_leaf", "updated_at", "settings"])
+
+
+# How long a new conversation's insert waits for its model request to go out first.
+SAVE_AFTER_AT_MOST = 2.0
+
+
+async def _save_once_asked(turn: Turn) -> None:
+    """Insert a new conversation's rows once its model request went out (or soon after).
+
+    In a burst of first messages, the inserts would otherwise hold the interpreter while the
+    requests to the model wait to be sent; the runner's first write waits for these rows."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(turn.asked.wait(), SAVE_AFTER_AT_MOST)
+    await in_db_pool(_save_turn)(turn)
 
 
 def _load_for_turn(user: Any, conversation_uuid: uuid.UUID) -> tuple[Conversation, Tree]:
@@ -305,7 +322,7 @@ async def send_message(
         assistant_versions=[assistant],
     )  # fmt: skip
     if created:
-        turn.saved = task = asyncio.create_task(in_db_pool(_save_turn)(turn))
+        turn.saved = task = asyncio.create_task(_save_once_asked(turn))
         keys = (target.uuid, user_message.uuid, assistant.uuid)
         for key in keys:
             _unsaved[key] = task
@@ -424,6 +441,7 @@ async def start_generation(turn: Turn) -> GenerationRunner:
         error_code=None if backend is not None else "no_backend",
         on_complete=_after_generation,
         saved=turn.saved,
+        asked=turn.asked,
     )
     runner.start()
     return runner

@@ -94,28 +94,37 @@ def forget(backend_id: int | None = None) -> None:
 
 
 async def backend_models(backend: Backend) -> tuple[list[ModelInfo], str | None]:
-    """The models a backend offers (allowlist applied), or the reason it offers none now."""
+    """The models a backend offers (allowlist applied), or the reason it offers none now.
+
+    A list older than its time to live is still answered at once while a fresh one is fetched
+    in the background (a burst of questions must not wait on the server's /models); only the
+    first fetch for a backend, or after its row changed, is waited for."""
     cached = _model_cache.get(backend.pk)
     now = time.monotonic()
     if cached and cached[1] == backend.updated_at:
         ttl = MODEL_CACHE_SECONDS if cached[3] is None else UNREACHABLE_CACHE_SECONDS
-        if now - cached[0] < ttl:
-            return cached[2], cached[3]
+        if now - cached[0] >= ttl:
+            _refresh(backend, now)
+        return cached[2], cached[3]
+    return await asyncio.shield(_refresh(backend, now))
+
+
+async def warm() -> None:
+    """Fetch the model lists not cached yet, so that a tab's first question does not wait."""
+    for backend in await enabled_backends():
+        if backend.pk not in _model_cache:
+            _refresh(backend, time.monotonic())
+
+
+def _refresh(backend: Backend, now: float) -> asyncio.Future[tuple[list[ModelInfo], str | None]]:
+    """The fetch in flight for this backend, started if there is none (one per burst)."""
     pending = _fetching.get(backend.pk)
     if pending is not None and pending.get_loop() is asyncio.get_running_loop():
-        return await asyncio.shield(pending)
-    future = _fetching[backend.pk] = asyncio.get_running_loop().create_future()
-    try:
-        result = await _fetch_models(backend, now)
-    except BaseException as exc:
-        future.set_exception(exc)
-        future.exception()  # retrieved: waiting callers get it, nobody else must
-        raise
-    else:
-        future.set_result(result)
-        return result
-    finally:
-        _fetching.pop(backend.pk, None)
+        return pending
+    task = asyncio.ensure_future(_fetch_models(backend, now))
+    _fetching[backend.pk] = task
+    task.add_done_callback(lambda _t: _fetching.pop(backend.pk, None))
+    return task
 
 
 async def _fetch_models(backend: Backend, now: float) -> tuple[list[ModelInfo], str | None]:

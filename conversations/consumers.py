@@ -10,7 +10,7 @@ import orjson
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils.translation import gettext as _
 
-from . import actions
+from . import actions, catalog
 from .generation import ensure_maintenance, mark_interrupted
 from .models import Message
 from .protocol import MAX_FRAME_BYTES, ClientError, parse_frame
@@ -56,6 +56,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         # that run generations themselves.
         ensure_maintenance()
         await self.accept()
+        await catalog.warm()  # the model lists, before this tab's first question needs them
 
     async def disconnect(self, code: int) -> None:
         for timer in self.snapshot_timers.values():

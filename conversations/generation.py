@@ -60,6 +60,7 @@ class GenerationRunner:
         error_code: str | None = None,
         on_complete: Any = None,
         saved: asyncio.Task[None] | None = None,
+        asked: asyncio.Event | None = None,
     ) -> None:
         self.message = message
         self.message_id = str(message.uuid)
@@ -70,6 +71,7 @@ class GenerationRunner:
         self.on_complete = on_complete
         # The background insert of a new conversation's rows: awaited before any update.
         self.saved = saved
+        self.asked = asked or asyncio.Event()  # set once the model has been asked
         self.internal_error = False
         self.layer = get_channel_layer()
         self.group = conversation.group_name
@@ -142,6 +144,7 @@ class GenerationRunner:
             status = Message.Status.ERROR
             error = describe_error("internal")
         finally:
+            self.asked.set()
             listener, others = (helpers[0], helpers[1:]) if helpers else (None, [])
             try:
                 # Not while a delta is being sent: a group_send cancelled half-way (several
@@ -166,6 +169,7 @@ class GenerationRunner:
         stream = client.stream_chat(self.request)
         try:
             async for event in stream:
+                self.asked.set()
                 if isinstance(event, Reasoning):
                     if not event.text:
                         continue
