@@ -504,3 +504,28 @@ async def test_a_used_up_quota_blocks_the_next_generation_and_stores_nothing(ali
     assert await Message.objects.acount() == messages
     assert await Conversation.objects.acount() == 1
     await tab.close()
+
+
+async def test_an_account_without_a_confirmed_address_cannot_open_the_socket():
+    from django.contrib.auth import get_user_model
+
+    from r1chat.asgi import application
+    from tests.chat_support import session_cookie
+
+    def make_unconfirmed() -> str:
+        user = get_user_model().objects.create_user(
+            username="carol", email="carol@example.com", password="a long password 123"
+        )  # signed up, code never entered
+        return session_cookie(user)
+
+    cookie = await sync_to_async(make_unconfirmed)()
+    headers = [
+        (b"origin", b"http://localhost"),
+        (b"host", b"localhost"),
+        (b"cookie", cookie.encode()),
+    ]
+    ws = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+    connected, code = await ws.connect()
+    assert not connected
+    assert code == 4401
+    assert await Message.objects.acount() == 0
