@@ -7,6 +7,7 @@ PYTHON ?= $(shell (pyenv which python 2>/dev/null | grep -q . && pyenv which pyt
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+I18N_IGNORE := --ignore=.venv --ignore=staticfiles --ignore=test-artifacts --ignore=data
 
 .PHONY: run test lint format install messages check-deploy bench
 
@@ -38,9 +39,9 @@ format: install
 	$(BIN)/ruff format .
 
 messages: install
-	cd . && $(BIN)/python manage.py makemessages -l zh_Hans --ignore=.venv --ignore=staticfiles
-	$(BIN)/python manage.py makemessages -d djangojs -l zh_Hans --ignore=.venv --ignore=staticfiles
-	$(BIN)/python manage.py compilemessages -l zh_Hans
+	$(BIN)/python manage.py makemessages -l zh_Hans $(I18N_IGNORE)
+	$(BIN)/python manage.py compilemessages -l zh_Hans $(I18N_IGNORE)
+	$(BIN)/python -m pytest tests/test_translations.py -q
 
 bench: install
 	$(BIN)/python bench/relay.py

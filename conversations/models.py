@@ -52,10 +52,10 @@ class Backend(models.Model):
     total_timeout = models.FloatField(_("total timeout (s)"), default=1800.0)
     max_tries = models.PositiveSmallIntegerField(_("tries before the first token"), default=3)
     # Where the row came from: the environment on first start, the offline simulator, the admin.
-    source = models.CharField(max_length=20, default="admin", editable=False)
-    last_health = models.JSONField(default=dict, blank=True, editable=False)
-    last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
-    updated_at = models.DateTimeField(auto_now=True)
+    source = models.CharField(_("source"), max_length=20, default="admin", editable=False)
+    last_health = models.JSONField(_("last health check"), default=dict, blank=True, editable=False)
+    last_checked_at = models.DateTimeField(_("last checked"), null=True, blank=True, editable=False)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
         ordering = ["position", "name"]
@@ -84,13 +84,16 @@ class Backend(models.Model):
 class Conversation(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        on_delete=models.CASCADE,
+        related_name="conversations",
     )
     title = models.CharField(_("title"), max_length=200, blank=True)
     title_generated = models.BooleanField(default=False)
     pinned = models.BooleanField(_("pinned"), default=False)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(_("updated"), default=timezone.now, db_index=True)
     current_leaf = models.ForeignKey(
         "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -138,26 +141,26 @@ class Message(models.Model):
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
     )
-    role = models.CharField(max_length=10, choices=Role.choices)
+    role = models.CharField(_("role"), max_length=10, choices=Role.choices)
     content = models.TextField(blank=True)  # the answer (markdown) or the user's text
     reasoning = models.TextField(blank=True)  # kept apart; never sent back to a model
     status = models.CharField(
-        max_length=12, choices=Status.choices, default=Status.COMPLETE, db_index=True
+        _("status"), max_length=12, choices=Status.choices, default=Status.COMPLETE, db_index=True
     )
-    error_code = models.CharField(max_length=40, blank=True)
+    error_code = models.CharField(_("error"), max_length=40, blank=True)
     error_detail = models.TextField(blank=True)
     finish_reason = models.CharField(max_length=40, blank=True)
     reasoning_unterminated = models.BooleanField(default=False)
     client_id = models.CharField(max_length=64, blank=True)
     backend = models.ForeignKey(Backend, null=True, blank=True, on_delete=models.SET_NULL)
-    backend_name = models.CharField(max_length=80, blank=True)
-    model = models.CharField(max_length=200, blank=True)
+    backend_name = models.CharField(_("backend"), max_length=80, blank=True)
+    model = models.CharField(_("model"), max_length=200, blank=True)
     deep_think = models.BooleanField(default=True)
     enhanced_reasoning = models.BooleanField(default=True)
     temperature = models.FloatField(null=True, blank=True)
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
-    usage = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    usage = models.JSONField(_("usage"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
     reasoning_started_at = models.DateTimeField(null=True, blank=True)
     reasoning_finished_at = models.DateTimeField(null=True, blank=True)
     answer_started_at = models.DateTimeField(null=True, blank=True)
