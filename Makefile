@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 I18N_IGNORE := --ignore=.venv --ignore=staticfiles --ignore=test-artifacts --ignore=data
 
-.PHONY: run test lint format install messages check-deploy bench
+.PHONY: run test lint format install messages bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

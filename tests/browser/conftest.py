@@ -36,7 +36,6 @@ BROWSER_BACKEND_ID = 7001
 REQUIRED = os.environ.get("R1CHAT_BROWSER_TESTS", "").lower() == "required"
 
 
-
 @pytest.fixture(scope="session", autouse=True)
 def _sync_orm_beside_playwright() -> Iterator[None]:
     # Playwright's sync API keeps an event loop on this thread; the ORM calls in these tests
