@@ -450,5 +450,9 @@ if REDIS_URL:
             "socket_timeout": 30,
             "socket_connect_timeout": 5,
             "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+            # redis-py 8 caps a pool at 100 connections and then fails (MaxConnectionsError)
+            # rather than waiting: ~100 streams in one process (a flusher and a socket each)
+            # reached it in bench/relay.py --processes 2.
+            "max_connections": env_int("R1CHAT_REDIS_MAX_CONNECTIONS", 1000),
         }
     ]
