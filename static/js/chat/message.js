@@ -228,7 +228,12 @@ export function applyDelta(el, frame) {
       if (live.answerStart == null) live.answerStart = Date.now();
       const thinking = part(el, ".thinking");
       thinking.open = false; // the reasoning folds as the answer begins
-      if (!live.reasoning) thinking.hidden = true;
+      if (live.reasoning) {
+        // "Thought for N seconds" at once, not at the timer's next tick.
+        part(el, ".thinking-label").textContent = thoughtFor(measured(live));
+      } else {
+        thinking.hidden = true;
+      }
       part(el, ".typing").hidden = true;
     }
   }
