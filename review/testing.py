@@ -87,7 +87,8 @@ def make_conversation(
         conversation=conversation,
         role=Message.Role.USER,
         content=question,
-        created_at=timezone.now() - dt.timedelta(minutes=5),
+        # Now, not a few minutes ago: just after midnight that would be yesterday's usage.
+        created_at=timezone.now(),
     )
     answered = add_answer(asked, answer, reasoning=reasoning, **answer_extra)
     conversation.current_leaf = answered

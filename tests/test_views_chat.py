@@ -3,7 +3,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import time
 
 import pytest
 from django.db import connection
@@ -127,7 +126,8 @@ def test_the_thread_api_returns_the_visible_thread(alice_client):
     assert [m["content"] for m in data["messages"]] == ["one", "1", "two", "2"]
 
 
-def test_a_long_conversation_opens_fast_with_constant_queries(alice_client):
+def test_a_long_conversation_opens_with_constant_queries(alice_client):
+    # Its time is measured by bench/sidebar.py (budget 150 ms), not asserted here.
     client, alice, _ = alice_client
     turns = [(f"question {i}", f"reasoning {i}", f"answer **{i}**\n\n- a\n- b") for i in range(250)]
     conv = conversation(alice, "Long", turns=turns)
@@ -139,13 +139,10 @@ def test_a_long_conversation_opens_fast_with_constant_queries(alice_client):
     url = reverse("conversation-detail", args=[conv.uuid])
     client.get(url)  # warm the template cache
     with CaptureQueriesContext(connection) as queries:
-        started = time.process_time()  # CPU time: shared CI machines make wall time noisy
         response = client.get(url)
-        elapsed = time.process_time() - started
     assert response.status_code == 200
     assert response.content.decode().count('class="msg msg-') == 500 + 2  # and two templates
     assert len(queries) <= 12
-    assert elapsed < 0.3  # the budget is 150 ms on the reference machine; test runs vary
 
 
 def test_the_page_is_translated(alice_client):
