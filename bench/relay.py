@@ -40,6 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PYTHON = sys.executable
+STALL_SECONDS = 30.0  # no frame for this long: the stream is reported "stalled"
 
 
 def free_port() -> int:
@@ -223,7 +224,12 @@ async def app_stream(
         first: float | None = None
         status = None
         seqs: list[int] = []
-        async for raw in ws:
+        while True:
+            try:  # a stream whose frames stop (lost on the way) is counted, not waited for
+                raw = await asyncio.wait_for(ws.recv(), STALL_SECONDS)
+            except TimeoutError:
+                status = "stalled"
+                break
             frame = json.loads(raw)
             kind = frame["type"]
             if kind == "generation.delta":
