@@ -202,6 +202,7 @@ async def app_stream(
     url: str, cookie: str, results: list[dict[str, Any]], go: asyncio.Event, max_tokens: int
 ) -> None:
     from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
 
     async with connect(
         url, origin="http://127.0.0.1", additional_headers={"Cookie": cookie}, max_size=2**24
@@ -229,6 +230,9 @@ async def app_stream(
                 raw = await asyncio.wait_for(ws.recv(), STALL_SECONDS)
             except TimeoutError:
                 status = "stalled"
+                break
+            except ConnectionClosed:
+                status = status or "closed"
                 break
             frame = json.loads(raw)
             kind = frame["type"]
