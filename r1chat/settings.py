@@ -168,7 +168,14 @@ REDIS_PREFIX = os.environ.get("R1CHAT_REDIS_PREFIX", "r1chat")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # `core` (default) closes sockets during a Redis outage, which the cross-process tests
+            # assert; `pubsub` pushes frames instead of popping them one by one and carried
+            # 200 streams over two processes where `core` stalled (README, Performance).
+            "BACKEND": (
+                "channels_redis.pubsub.RedisPubSubChannelLayer"
+                if os.environ.get("R1CHAT_CHANNEL_LAYER", "core") == "pubsub"
+                else "channels_redis.core.RedisChannelLayer"
+            ),
             "CONFIG": {
                 "hosts": [REDIS_URL],
                 "prefix": f"{REDIS_PREFIX}-asgi",
