@@ -22,12 +22,9 @@ import orjson
 
 from .base import (
     RETRYABLE_KINDS,
-    Answer,
     BackendConfig,
     BackendError,
     ErrorKind,
-    Event,
-    Reasoning,
 )
 from .transport import make_transport
 
@@ -284,9 +281,9 @@ def describe_transport(exc: Exception) -> str:
 class HTTPBackend:
     """The transport half of a backend: one pooled `httpx.AsyncClient`, retries, timers.
 
-    Subclasses implement `_attempt(request, deadline)`: one try, yielding events and raising
-    `BackendError`. `stream_chat` wraps it with retries that stop for good once any text has
-    been yielded: a person has seen it, and a second answer must not be glued onto it.
+    Subclasses stream in one generator each (one hop per event), trying again as
+    `_retry_delay` decides: never once any text has been yielded, since a person has seen it and
+    a second answer must not be glued onto it.
     """
 
     def __init__(self, config: BackendConfig) -> None:
@@ -432,25 +429,6 @@ class HTTPBackend:
             raise BackendError(ErrorKind.PROTOCOL, f"{path} did not return JSON") from None
 
     # --- streaming with retries ---
-
-    def _attempt(self, request: Any, deadline: float) -> AsyncIterator[Event]:
-        raise NotImplementedError
-
-    async def _retrying(self, request: Any) -> AsyncIterator[Event]:
-        deadline = asyncio.get_running_loop().time() + self.config.total_timeout
-        failures = 0
-        while True:
-            text_sent = False
-            try:
-                async for event in self._attempt(request, deadline):
-                    if type(event) is Reasoning or type(event) is Answer:
-                        text_sent = True
-                    yield event
-                return
-            except BackendError as exc:
-                failures += 1
-                delay = self._retry_delay(exc, failures, text_sent, deadline)
-            await asyncio.sleep(delay)
 
     def _retry_delay(
         self, exc: BackendError, failures: int, text_sent: bool, deadline: float
