@@ -146,3 +146,26 @@ async def test_get_backend_shares_one_client_per_config(sim: Simulator) -> None:
     await close_all()
     assert get_backend(config) is not one
     await close_all()
+
+
+async def test_a_burst_gets_one_connection_per_request(sim: Simulator) -> None:
+    """An idle keep-alive connection is handed to one request of a burst, not to all of them
+    (httpcore's pool handed it to every request that arrived before the first had taken it;
+    they then queued on it and went back for new connections one after another)."""
+    import asyncio
+
+    import httpx
+
+    from conversations.backends.transport import make_transport
+
+    transport = make_transport(httpx.Limits(max_connections=None, max_keepalive_connections=64))
+    async with httpx.AsyncClient(transport=transport, base_url=sim.base_url) as client:
+        assert (await client.get("/models")).status_code == 200  # leaves one idle connection
+        pool = transport._pool
+        tasks = [asyncio.create_task(client.get("/models")) for _ in range(20)]
+        await asyncio.sleep(0)  # every request is in the pool and assigned
+        assigned = [r.connection for r in pool._requests if r.connection is not None]
+        assert len(assigned) == 20
+        assert len({id(c) for c in assigned}) == 20
+        assert all(r.status_code == 200 for r in await asyncio.gather(*tasks))
+        assert len(pool.connections) == 20  # the idle one reused, 19 opened, all kept
