@@ -459,16 +459,36 @@ async def _check_quota(user: Any) -> None:
 
 
 async def _quotas_in_use() -> bool:
-    """Whether any quota applies to anyone: read on every send, so cached until one changes."""
+    """Whether any quota applies to anyone: read on every send, so cached until one changes.
+
+    One lookup at a time per process: a burst of questions on a cold cache waits for the same
+    query instead of queueing 200 of them on the one shared database thread."""
+    global _quota_lookup
     if django_settings.R1CHAT_DEFAULT_DAILY_TOKEN_QUOTA:
         return True
     in_use = cache.get(QUOTAS_IN_USE_KEY)
-    if in_use is None:
-        from review.models import UserQuota
+    if in_use is not None:
+        return bool(in_use)
+    loop = asyncio.get_running_loop()
+    if _quota_lookup is None or _quota_lookup.done() or _quota_lookup.get_loop() is not loop:
+        _quota_lookup = loop.create_task(_look_up_quotas())
+    return await asyncio.shield(_quota_lookup)
 
-        in_use = await UserQuota.objects.filter(daily_tokens__gt=0).aexists()
-        cache.set(QUOTAS_IN_USE_KEY, in_use, timeout=QUOTA_CACHE_SECONDS)
-    return bool(in_use)
+
+_quota_lookup: asyncio.Task[bool] | None = None
+
+
+async def _look_up_quotas() -> bool:
+    from review.models import UserQuota
+
+    in_use = await UserQuota.objects.filter(daily_tokens__gt=0).aexists()
+    cache.set(QUOTAS_IN_USE_KEY, in_use, timeout=QUOTA_CACHE_SECONDS)
+    return in_use
+
+
+async def warm() -> None:
+    """What every send reads, looked up before a tab's first question needs it."""
+    await _quotas_in_use()
 
 
 def quota_changed(**kwargs: Any) -> None:

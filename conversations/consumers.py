@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+import time
 from typing import Any
 
 import orjson
+from channels.db import aclose_old_connections
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.utils.translation import gettext as _
 
 from . import actions, catalog
@@ -24,6 +30,10 @@ RELAYED = frozenset(
     {"message.created", "thread", "conversation.created", "conversation.updated",
      "conversation.deleted"}
 )  # fmt: skip
+# Channels closes stale database connections before every handler; for the frames a tab sends
+# (a burst of questions at once) once a second is enough.
+CONNECTION_CHECK_INTERVAL = 1.0
+_connections_checked = 0.0
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_REVOKED = 4403
 
@@ -37,6 +47,41 @@ def _can_chat(user: Any) -> bool:
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Channels' consumer loop, one long-lived reader per source instead of a new task and
+        an `asyncio.wait` for every message (a socket gets ~25 frames a second per stream).
+
+        Handlers still run one at a time, in the order each source delivered them."""
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+        self.base_send = send
+        one_at_a_time = asyncio.Lock()
+
+        async def read(source: Any) -> None:
+            while True:
+                message = await source()
+                async with one_at_a_time:
+                    await self.dispatch(message)
+
+        readers = [
+            asyncio.create_task(read(receive)),
+            asyncio.create_task(read(self.channel_receive)),
+        ]
+        try:
+            done, _pending = await asyncio.wait(readers, return_when=asyncio.FIRST_COMPLETED)
+            for reader in done:
+                reader.result()  # StopConsumer after a disconnect, or a handler's error
+        except StopConsumer:
+            pass
+        finally:
+            for reader in readers:
+                reader.cancel()
+            for reader in readers:
+                with contextlib.suppress(asyncio.CancelledError, StopConsumer):
+                    await reader
+
     # --- socket handlers ------------------------------------------------------------------
 
     async def connect(self) -> None:
@@ -56,7 +101,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         # that run generations themselves.
         ensure_maintenance()
         await self.accept()
-        await catalog.warm()  # the model lists, before this tab's first question needs them
+        # The model lists and the quota flag, before this tab's first question needs them.
+        await catalog.warm()
+        await actions.warm()
 
     async def disconnect(self, code: int) -> None:
         for timer in self.snapshot_timers.values():
@@ -98,6 +145,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.generation_delta(message)
         elif kind in RELAYED:
             await self.send_json(message)
+        elif kind == "websocket.receive":
+            global _connections_checked
+            now = time.monotonic()
+            if now - _connections_checked >= CONNECTION_CHECK_INTERVAL:
+                _connections_checked = now
+                await aclose_old_connections()
+            await self.websocket_receive(message)
         else:
             await super().dispatch(message)
 

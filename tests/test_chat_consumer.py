@@ -273,6 +273,45 @@ async def test_a_tab_that_subscribes_mid_stream_gets_everything_once(alice, sim)
 
 
 async def test_a_dead_generation_is_shown_as_interrupted_with_its_text(alice):
+    """A generation whose process died (its heartbeat stops) is swept to `interrupted`, and a
+    tab showing it gets the terminal frame with the text kept."""
+    from conversations.generation import sweep_stale
+
+    user, backend = alice
+
+    def make_orphan() -> tuple[str, str]:
+        conversation = Conversation.objects.create(owner=user, title="old")
+        question = Message.objects.create(conversation=conversation, role="user", content="q")
+        reply = Message.objects.create(
+            conversation=conversation, parent=question, role="assistant", status="streaming",
+            reasoning="I was thinking", content="Half an ans", heartbeat_at=timezone.now(),
+            backend=backend,
+        )  # fmt: skip
+        return str(conversation.uuid), str(reply.uuid)
+
+    conv_id, reply_id = await sync_to_async(make_orphan)()
+    tab = await Tab.open(user)
+    await tab.send({"type": "subscribe", "conversation": conv_id})
+    # No runner answers the snapshot request: the stored text comes instead.
+    shown = await tab.until("message.updated")
+    assert shown["message"]["id"] == reply_id
+    assert shown["message"]["status"] == "streaming"
+    # Its process is gone: the heartbeat goes stale and the sweep (of any process) ends it.
+    old = timezone.now() - dt.timedelta(minutes=5)
+    await Message.objects.filter(uuid=reply_id).aupdate(heartbeat_at=old)
+    await sweep_stale()
+    done = await tab.until("generation.done", message=reply_id)
+    assert done["status"] == "interrupted"
+    assert done["error"]["retryable"] is True
+    message = await Message.objects.aget(uuid=reply_id)
+    assert message.status == "interrupted"
+    assert (message.reasoning, message.content) == ("I was thinking", "Half an ans")
+    await tab.close()
+
+
+async def test_subscribing_to_a_dead_generation_ends_it(alice):
+    """A tab that subscribes to a stale streaming message ends it itself (or finds it ended by
+    the sweep, which a tab then learns through its reconcile request)."""
     user, backend = alice
 
     def make_dead() -> tuple[str, str]:
@@ -289,10 +328,11 @@ async def test_a_dead_generation_is_shown_as_interrupted_with_its_text(alice):
     conv_id, reply_id = await sync_to_async(make_dead)()
     tab = await Tab.open(user)
     await tab.send({"type": "subscribe", "conversation": conv_id})
-    done = await tab.until("generation.done", message=reply_id)
-    assert done["status"] == "interrupted"
-    assert done["error"]["retryable"] is True
-    message = await Message.objects.aget(uuid=reply_id)
+    for _ in range(50):
+        message = await Message.objects.aget(uuid=reply_id)
+        if message.status != "streaming":
+            break
+        await asyncio.sleep(0.05)
     assert message.status == "interrupted"
     assert (message.reasoning, message.content) == ("I was thinking", "Half an ans")
     await tab.close()
