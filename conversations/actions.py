@@ -213,52 +213,16 @@ def _save_turn(turn: Turn) -> None:
 
 # How long a new conversation's insert waits for its model request to go out first.
 SAVE_AFTER_AT_MOST = 2.0
-BURST_POLL = 0.02
 
 
 async def _save_once_asked(turn: Turn) -> None:
-    """Insert a new conversation's rows once the model answered and no other question is still
-    starting (or after SAVE_AFTER_AT_MOST).
+    """Insert a new conversation's rows once its model request went out (or soon after).
 
-    In a burst of first messages, the inserts (Python in the database threads) would hold the
-    interpreter while the next questions wait to be sent to the model; the runner's first write
-    waits for these rows."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + SAVE_AFTER_AT_MOST
+    In a burst of first messages, the inserts would otherwise hold the interpreter while the
+    requests to the model wait to be sent; the runner's first write waits for these rows."""
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout_at(deadline):
-            await turn.asked.wait()
-            while _gate().locked():
-                await asyncio.sleep(BURST_POLL)
+        await asyncio.wait_for(turn.asked.wait(), SAVE_AFTER_AT_MOST)
     await in_db_pool(_save_turn)(turn)
-
-
-# --- starting generations one after another ------------------------------------------------
-#
-# A burst of questions (a class, a team after a meeting) arrives within milliseconds. Started
-# all at once, every one of them waits until all are set up: the event loop runs each step for
-# every question before the next step of any, so the first answer came as late as the last.
-# Only STARTS_AT_ONCE questions are set up at a time (validation, rows, announcements, the
-# runner up to its request); a question's request then goes out while the next are set up,
-# and its first tokens are relayed between them.
-
-STARTS_AT_ONCE = 8
-_gates: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
-
-
-def _gate() -> asyncio.Semaphore:
-    loop = asyncio.get_running_loop()
-    gate = _gates.get(loop)
-    if gate is None:
-        for old in [old for old in _gates if old.is_closed()]:
-            del _gates[old]
-        gate = _gates[loop] = asyncio.Semaphore(STARTS_AT_ONCE)
-    return gate
-
-
-def starting() -> asyncio.Semaphore:
-    """Held while a question is set up, up to its runner's request to the model."""
-    return _gate()
 
 
 def _load_for_turn(user: Any, conversation_uuid: uuid.UUID) -> tuple[Conversation, Tree]:

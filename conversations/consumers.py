@@ -221,17 +221,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def do_send(
         self, conversation: Any, content: str, client_id: str, settings: dict[str, Any], parent: Any
     ) -> None:
-        async with actions.starting():
-            turn = await actions.send_message(
-                self.user, conversation=conversation, content=content, client_id=client_id,
-                settings=settings, parent=parent,
-            )  # fmt: skip
-            if self.conversation_id != str(turn.conversation.uuid):
-                await self.do_subscribe(None)
-                await self._join(turn.conversation.group_name, str(turn.conversation.uuid))
-            await actions.announce_turn(turn, client_id)
-            runner = await actions.start_generation(turn)
-            await runner.opening.wait()
+        turn = await actions.send_message(
+            self.user, conversation=conversation, content=content, client_id=client_id,
+            settings=settings, parent=parent,
+        )  # fmt: skip
+        if self.conversation_id != str(turn.conversation.uuid):
+            await self.do_subscribe(None)
+            await self._join(turn.conversation.group_name, str(turn.conversation.uuid))
+        await actions.announce_turn(turn, client_id)
+        await actions.start_generation(turn)
 
     async def do_stop(self, message: Any) -> None:
         await actions.stop_generation(self.user, message)

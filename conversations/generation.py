@@ -72,8 +72,6 @@ class GenerationRunner:
         # The background insert of a new conversation's rows: awaited before any update.
         self.saved = saved
         self.asked = asked or asyncio.Event()  # set once the model has been asked
-        # Set once everything before the request to the model is done (see actions.starting).
-        self.opening = asyncio.Event()
         self.internal_error = False
         self.layer = get_channel_layer()
         self.group = conversation.group_name
@@ -110,8 +108,6 @@ class GenerationRunner:
         _running[self.message_id] = self
         ensure_maintenance()
         self.task = asyncio.create_task(self._run(), name=f"generation {self.message_id}")
-        # Also when cancelled before its first step (a quick Stop, shutdown).
-        self.task.add_done_callback(lambda _task: self.opening.set())
         return self.task
 
     async def _run(self) -> None:
@@ -148,7 +144,6 @@ class GenerationRunner:
             status = Message.Status.ERROR
             error = describe_error("internal")
         finally:
-            self.opening.set()
             self.asked.set()
             listener, others = (helpers[0], helpers[1:]) if helpers else (None, [])
             try:
@@ -172,7 +167,6 @@ class GenerationRunner:
         assert self.backend is not None and self.request is not None
         client = get_backend(self.backend.config())
         stream = client.stream_chat(self.request)
-        self.opening.set()  # the request goes out in this same step
         try:
             async for event in stream:
                 self.asked.set()
