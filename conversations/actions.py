@@ -164,7 +164,7 @@ class Turn:
     user_versions: list[Message]  # the new question and its siblings (‹ 1/2 ›)
     assistant_versions: list[Message]
     saved: asyncio.Task[None] | None = None  # the background insert of a new conversation
-    # Set by the runner once the request to the model is out.
+    # Set by the runner once the model answered (its first event) or the runner ended.
     asked: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -211,12 +211,12 @@ def _save_turn(turn: Turn) -> None:
         conversation.save(update_fields=["current_leaf", "updated_at", "settings"])
 
 
-# How long a new conversation's insert waits for its model request to go out first.
+# How long a new conversation's insert waits for the model's first answer.
 SAVE_AFTER_AT_MOST = 2.0
 
 
 async def _save_once_asked(turn: Turn) -> None:
-    """Insert a new conversation's rows once its model request went out (or soon after).
+    """Insert a new conversation's rows once the model answered (or after SAVE_AFTER_AT_MOST).
 
     In a burst of first messages, the inserts would otherwise hold the interpreter while the
     requests to the model wait to be sent; the runner's first write waits for these rows."""
@@ -458,6 +458,9 @@ async def _check_quota(user: Any) -> None:
         raise ClientError(code, str(describe_error(code)["message"]))
 
 
+_quota_lookup: asyncio.Task[bool] | None = None  # the lookup in flight (see _quotas_in_use)
+
+
 async def _quotas_in_use() -> bool:
     """Whether any quota applies to anyone: read on every send, so cached until one changes.
 
@@ -473,9 +476,6 @@ async def _quotas_in_use() -> bool:
     if _quota_lookup is None or _quota_lookup.done() or _quota_lookup.get_loop() is not loop:
         _quota_lookup = loop.create_task(_look_up_quotas())
     return await asyncio.shield(_quota_lookup)
-
-
-_quota_lookup: asyncio.Task[bool] | None = None
 
 
 async def _look_up_quotas() -> bool:

@@ -71,7 +71,7 @@ class GenerationRunner:
         self.on_complete = on_complete
         # The background insert of a new conversation's rows: awaited before any update.
         self.saved = saved
-        self.asked = asked or asyncio.Event()  # set once the model has been asked
+        self.asked = asked or asyncio.Event()  # set at the model's first event, or at the end
         self.internal_error = False
         self.layer = get_channel_layer()
         self.group = conversation.group_name

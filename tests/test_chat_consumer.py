@@ -272,6 +272,18 @@ async def test_a_tab_that_subscribes_mid_stream_gets_everything_once(alice, sim)
     await second.close()
 
 
+@sync_to_async
+def _streaming_reply(user, backend, **times) -> tuple[str, str]:
+    """A conversation whose answer is still `streaming` with some text (no runner behind it)."""
+    conversation = Conversation.objects.create(owner=user, title="old")
+    question = Message.objects.create(conversation=conversation, role="user", content="q")
+    reply = Message.objects.create(
+        conversation=conversation, parent=question, role="assistant", status="streaming",
+        reasoning="I was thinking", content="Half an ans", backend=backend, **times,
+    )  # fmt: skip
+    return str(conversation.uuid), str(reply.uuid)
+
+
 async def test_a_dead_generation_is_shown_as_interrupted_with_its_text(alice):
     """A generation whose process died (its heartbeat stops) is swept to `interrupted`, and a
     tab showing it gets the terminal frame with the text kept."""
@@ -279,17 +291,7 @@ async def test_a_dead_generation_is_shown_as_interrupted_with_its_text(alice):
 
     user, backend = alice
 
-    def make_orphan() -> tuple[str, str]:
-        conversation = Conversation.objects.create(owner=user, title="old")
-        question = Message.objects.create(conversation=conversation, role="user", content="q")
-        reply = Message.objects.create(
-            conversation=conversation, parent=question, role="assistant", status="streaming",
-            reasoning="I was thinking", content="Half an ans", heartbeat_at=timezone.now(),
-            backend=backend,
-        )  # fmt: skip
-        return str(conversation.uuid), str(reply.uuid)
-
-    conv_id, reply_id = await sync_to_async(make_orphan)()
+    conv_id, reply_id = await _streaming_reply(user, backend, heartbeat_at=timezone.now())
     tab = await Tab.open(user)
     await tab.send({"type": "subscribe", "conversation": conv_id})
     # No runner answers the snapshot request: the stored text comes instead.
@@ -314,18 +316,8 @@ async def test_subscribing_to_a_dead_generation_ends_it(alice):
     the sweep, which a tab then learns through its reconcile request)."""
     user, backend = alice
 
-    def make_dead() -> tuple[str, str]:
-        conversation = Conversation.objects.create(owner=user, title="old")
-        question = Message.objects.create(conversation=conversation, role="user", content="q")
-        old = timezone.now() - dt.timedelta(minutes=5)
-        reply = Message.objects.create(
-            conversation=conversation, parent=question, role="assistant", status="streaming",
-            reasoning="I was thinking", content="Half an ans", heartbeat_at=old, created_at=old,
-            backend=backend,
-        )  # fmt: skip
-        return str(conversation.uuid), str(reply.uuid)
-
-    conv_id, reply_id = await sync_to_async(make_dead)()
+    old = timezone.now() - dt.timedelta(minutes=5)
+    conv_id, reply_id = await _streaming_reply(user, backend, heartbeat_at=old, created_at=old)
     tab = await Tab.open(user)
     await tab.send({"type": "subscribe", "conversation": conv_id})
     for _ in range(50):

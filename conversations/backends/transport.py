@@ -211,49 +211,42 @@ class ConnectionPool(httpcore.AsyncConnectionPool):
 
     def _assign_requests_to_connections(self) -> list[Any]:
         closing: list[Any] = []
-        taken = {id(r.connection) for r in self._requests if r.connection is not None}
+        taken = {r.connection for r in self._requests if r.connection is not None}
         idle = sum(1 for c in self._connections if c.is_idle())
         kept = []
         for connection in self._connections:
             if connection.is_closed():
                 continue
-            if connection.has_expired():
-                closing.append(connection)
-                continue
-            if (
+            if connection.has_expired() or (
                 idle > self._max_keepalive_connections
-                and id(connection) not in taken
+                and connection not in taken
                 and connection.is_idle()
             ):
-                idle -= 1
+                idle -= connection.is_idle()
                 closing.append(connection)
                 continue
             kept.append(connection)
-        self._connections[:] = kept
-        kept = self._connections
+        connections = self._connections
+        connections[:] = kept
         for request in self._requests:
             if request.connection is not None:
                 continue
             origin = request.request.url.origin
+            free = [c for c in connections if c not in taken]
             connection = next(
-                (
-                    c
-                    for c in kept
-                    if id(c) not in taken and c.can_handle_request(origin) and c.is_available()
-                ),
-                None,
+                (c for c in free if c.can_handle_request(origin) and c.is_available()), None
             )
             if connection is None:
-                if len(kept) >= self._max_connections:
-                    surplus = next((c for c in kept if id(c) not in taken and c.is_idle()), None)
+                if len(connections) >= self._max_connections:
+                    surplus = next((c for c in free if c.is_idle()), None)
                     if surplus is None:
                         continue  # stays queued until a connection is released
-                    kept.remove(surplus)
+                    connections.remove(surplus)
                     closing.append(surplus)
                 connection = self.create_connection(origin)
-                kept.append(connection)
+                connections.append(connection)
             request.assign_to_connection(connection)
-            taken.add(id(connection))
+            taken.add(connection)
         return closing
 
 
