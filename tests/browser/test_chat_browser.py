@@ -185,6 +185,9 @@ def test_rename_pin_and_delete_from_the_sidebar(signed_in, live_server_url):
 
 
 def test_other_tabs_see_new_and_renamed_chats(signed_in, live_server_url, simulator):
+    # Paced, so the first-line title stays until the answer ends: at full speed the model's
+    # title could replace it before the other tab was polled (seen on a loaded machine).
+    simulator.scenario = Scenario(token_rate=60)
     page, user, _watch = signed_in()
     other, _, _ = signed_in(user)
     open_chat(page, live_server_url + "/")
