@@ -211,6 +211,92 @@ async def test_the_same_client_id_twice_makes_one_message(alice):
     await tab.close()
 
 
+async def test_a_burst_of_first_messages_is_stored_together(alice, sim):
+    # The first tokens arrive together, so the eight new conversations come due together.
+    sim.scenario = Scenario(first_token_delay=0.3)
+    user, _backend = alice
+    tabs = [await Tab.open(user) for _ in range(8)]
+    sends = [
+        {"type": "send", "conversation": None, "content": f"Question {i}",
+         "client_id": uuid.uuid4().hex, "settings": {"temperature": 0.3}}
+        for i in range(8)
+    ]  # fmt: skip
+    await asyncio.gather(*(tab.send(frame) for tab, frame in zip(tabs, sends, strict=True)))
+    for tab in tabs:
+        reply = None
+        while reply is None:
+            created = await tab.until("message.created")
+            if created["message"]["role"] == "assistant":
+                reply = created["message"]["id"]
+        done = await tab.until("generation.done", message=reply)
+        assert done["status"] == "complete"
+    await asyncio.gather(*(tab.close() for tab in tabs))
+
+    conversations = [c async for c in Conversation.objects.select_related("current_leaf__parent")]
+    assert sorted(c.current_leaf.parent.content for c in conversations) == [
+        f"Question {i}" for i in range(8)
+    ]
+    for conversation in conversations:
+        assert conversation.current_leaf.status == "complete"
+        assert conversation.current_leaf.conversation_id == conversation.pk
+        assert conversation.current_leaf.parent.conversation_id == conversation.pk
+        assert conversation.settings["temperature"] == 0.3
+
+
+def _new_turn(user, i: int, owner_id: int | None = None):
+    from conversations import actions
+
+    conversation = Conversation(owner=user, title=f"Question {i}")
+    if owner_id is not None:
+        conversation.owner_id = owner_id
+    question = Message(
+        conversation=conversation, role="user", content=f"Question {i}", created_at=timezone.now()
+    )
+    config = {"backend_id": None, "backend_name": "", "model": "m", "deep_think": True,
+              "enhanced_reasoning": True, "temperature": 0.3, "max_tokens": 64,
+              "stored": {"temperature": 0.3}}  # fmt: skip
+    answer = actions._new_assistant(conversation, question, config)
+    return actions.Turn(conversation, True, question, answer, config, history=[question],
+                        user_versions=[question], assistant_versions=[answer])  # fmt: skip
+
+
+async def test_new_conversations_due_together_are_written_in_one_transaction(alice):
+    from conversations import actions
+
+    user, _backend = alice
+    writer = actions._NewTurnWriter(asyncio.get_running_loop())
+    turns = [_new_turn(user, i) for i in range(6)]
+    await asyncio.gather(*(writer.write(turn) for turn in turns))
+    # One transaction inserts the questions, then the answers: the row ids do not alternate
+    # question, answer, question… as one insert per turn made them.
+    roles = [m.role async for m in Message.objects.order_by("pk")]
+    assert roles == ["user"] * 6 + ["assistant"] * 6
+    for turn in turns:
+        stored = await Conversation.objects.select_related("current_leaf__parent").aget(
+            uuid=turn.conversation.uuid
+        )
+        assert stored.current_leaf.uuid == turn.assistant.uuid
+        assert stored.current_leaf.parent.uuid == turn.user_message.uuid
+        assert stored.current_leaf.parent.content == stored.title
+        assert stored.settings == {"temperature": 0.3}
+
+
+async def test_a_new_conversation_that_cannot_be_written_fails_alone(alice):
+    from django.db import IntegrityError
+
+    from conversations import actions
+
+    user, _backend = alice
+    writer = actions._NewTurnWriter(asyncio.get_running_loop())
+    turns = [_new_turn(user, i) for i in range(4)]
+    turns.insert(2, _new_turn(user, 9, owner_id=987654))  # nobody: a foreign key violation
+    results = await asyncio.gather(*(writer.write(t) for t in turns), return_exceptions=True)
+    assert [type(r) for r in results] == [type(None)] * 2 + [IntegrityError] + [type(None)] * 2
+    titles = {c.title async for c in Conversation.objects.all()}
+    assert titles == {"Question 0", "Question 1", "Question 2", "Question 3"}
+    assert await Message.objects.acount() == 8
+
+
 async def test_stop_closes_the_upstream_connection_within_a_second(alice, sim):
     user, _backend = alice
     sim.scenario = Scenario(token_rate=20)
