@@ -1,4 +1,5 @@
-"""Daphne's sockets send frames at once (r1chat/sockets.py), over a real socket pair."""
+"""Daphne's sockets send frames at once (r1chat/sockets.py), over a real socket pair; no
+per-frame work for log lines nobody sees."""
 
 from __future__ import annotations
 
@@ -61,3 +62,19 @@ def test_what_the_kernel_does_not_take_is_buffered_in_order() -> None:
             connection.doWrite()  # what the reactor does when the socket is writable
     assert bytes(received) == big + b"after"
     assert reactor.writers == []
+
+
+def test_no_frame_formats_a_debug_line_while_debug_logging_is_off(monkeypatch: Any) -> None:
+    import click
+    from autobahn.twisted import websocket as twisted_websocket
+    from autobahn.websocket import protocol
+
+    styled: list[str] = []
+    monkeypatch.setattr(click, "style", lambda text, **_kw: styled.append(text) or text)
+    sockets.install()
+    # The arguments autobahn builds for its "sent"/"received" debug lines on every frame.
+    for module in (protocol, twisted_websocket):
+        module.hltype(protocol.WebSocketProtocol.sendData)
+        module.hlval("tcp:127.0.0.1:50000")
+        module.hlval(1234)
+    assert styled == []
