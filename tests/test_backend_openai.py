@@ -169,3 +169,28 @@ async def test_a_burst_gets_one_connection_per_request(sim: Simulator) -> None:
         assert len({id(c) for c in assigned}) == 20
         assert all(r.status_code == 200 for r in await asyncio.gather(*tasks))
         assert len(pool.connections) == 20  # the idle one reused, 19 opened, all kept
+
+
+async def test_the_pool_keeps_its_keepalive_limit_and_its_connection_limit(sim: Simulator) -> None:
+    import asyncio
+
+    import httpx
+
+    from conversations.backends.transport import make_transport
+
+    transport = make_transport(httpx.Limits(max_connections=6, max_keepalive_connections=3))
+    async with httpx.AsyncClient(transport=transport, base_url=sim.base_url) as client:
+        pool = transport._pool
+        tasks = [asyncio.create_task(client.get("/models")) for _ in range(10)]
+        await asyncio.sleep(0)
+        assigned = [r.connection for r in pool._requests if r.connection is not None]
+        assert len(assigned) == len({id(c) for c in assigned}) == 6  # four wait their turn
+        assert all(r.status_code == 200 for r in await asyncio.gather(*tasks))
+        assert len(pool.connections) == 3  # idle beyond the keep-alive limit: closed
+        assert all(c.is_idle() for c in pool.connections)
+        # The idle ones serve the next requests; no new connection is opened.
+        kept = set(pool.connections)
+        assert all(r.status_code == 200 for r in await asyncio.gather(
+            *(client.get("/models") for _ in range(3))
+        ))  # fmt: skip
+        assert set(pool.connections) == kept
