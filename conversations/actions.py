@@ -23,7 +23,7 @@ from accounts.models import CHAT_DEFAULTS
 
 from . import catalog
 from .backends.base import ChatRequest
-from .db import in_db_pool
+from .db import Batched
 from .errors import describe_error
 from .generation import GenerationRunner, mark_interrupted, running
 from .models import Conversation, Message
@@ -232,50 +232,8 @@ def _save_new_turns(turns: list[Turn]) -> None:
         )
 
 
-class _NewTurnWriter:
-    """Inserts the rows of new conversations, everything due at once in one transaction.
-
-    A burst of first messages otherwise wrote 200 transactions of five statements each from
-    the database threads, competing for the interpreter with the relay of the first tokens."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.due: list[tuple[Turn, asyncio.Future[None]]] = []
-        self.writing: asyncio.Task[None] | None = None
-
-    async def write(self, turn: Turn) -> None:
-        done = self.loop.create_future()
-        self.due.append((turn, done))
-        if self.writing is None or self.writing.done():
-            self.writing = self.loop.create_task(self._write_due())
-        await done
-
-    async def _write_due(self) -> None:
-        while self.due:
-            await asyncio.sleep(0)  # the turns that become due in this pass of the loop join
-            batch, self.due = self.due, []
-            try:
-                await in_db_pool(_save_new_turns)([turn for turn, _ in batch])
-                outcomes: list[BaseException | None] = [None] * len(batch)
-            except Exception:
-                # One at a time, so that a turn that cannot be written fails alone.
-                outcomes = []
-                for turn, _done in batch:
-                    try:
-                        await in_db_pool(_save_turn)(turn)
-                        outcomes.append(None)
-                    except Exception as exc:
-                        outcomes.append(exc)
-            for (_turn, done), outcome in zip(batch, outcomes, strict=True):
-                if done.done():
-                    continue
-                if outcome is None:
-                    done.set_result(None)
-                else:
-                    done.set_exception(outcome)
-
-
-_new_turn_writer: _NewTurnWriter | None = None
+# A burst of first messages is written in a few transactions, not in one per turn.
+_insert_new_turn = Batched(_save_new_turns, _save_turn)
 
 # How long a new conversation's insert waits for the model's first answer.
 SAVE_AFTER_AT_MOST = 2.0
@@ -286,13 +244,9 @@ async def _save_once_asked(turn: Turn) -> None:
 
     In a burst of first messages, the inserts would otherwise hold the interpreter while the
     requests to the model wait to be sent; the runner's first write waits for these rows."""
-    global _new_turn_writer
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(turn.asked.wait(), SAVE_AFTER_AT_MOST)
-    loop = asyncio.get_running_loop()
-    if _new_turn_writer is None or _new_turn_writer.loop is not loop:
-        _new_turn_writer = _NewTurnWriter(loop)
-    await _new_turn_writer.write(turn)
+    await _insert_new_turn(turn)
 
 
 def _load_for_turn(user: Any, conversation_uuid: uuid.UUID) -> tuple[Conversation, Tree]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import connection, transaction
 from django.utils import timezone
 
 from review.usage import record_usage
@@ -26,7 +27,7 @@ from review.usage import record_usage
 from . import shutdown
 from .backends import get_backend
 from .backends.base import Answer, BackendError, ChatRequest, Finished, Reasoning, Usage
-from .db import in_db_pool
+from .db import Batched, in_db_pool
 from .errors import describe_error
 from .models import HEARTBEAT_INTERVAL, STALE_AFTER, Backend, Conversation, Message
 from .rendering import IncrementalRenderer
@@ -340,19 +341,22 @@ class GenerationRunner:
             if self.task is not None:
                 self.task.cancel()
             return
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(PERSIST_INTERVAL)
+            # On the whole seconds of the loop's clock, as every runner: their writes are due in
+            # the same pass of the loop and go to the database together.
+            await asyncio.sleep(PERSIST_INTERVAL - loop.time() % PERSIST_INTERVAL)
             if not self.changed_since_persist:
                 continue
             self.changed_since_persist = False
-            now = _now()
             await _store_progress(
-                self.message.pk,
-                content="".join(self.answer_parts) + "".join(self.pending_answer),
-                reasoning="".join(self.reasoning_parts) + "".join(self.pending_reasoning),
-                reasoning_started_at=self.reasoning_started_at,
-                answer_started_at=self.answer_started_at,
-                heartbeat_at=now,
+                (
+                    self.message.pk,
+                    "".join(self.answer_parts) + "".join(self.pending_answer),
+                    "".join(self.reasoning_parts) + "".join(self.pending_reasoning),
+                    self.reasoning_started_at,
+                    self.answer_started_at,
+                )
             )
 
     # --- control --------------------------------------------------------------------------
@@ -424,10 +428,38 @@ class GenerationRunner:
             self.task.cancel()
 
 
-@in_db_pool
-def _store_progress(message_id: int, **fields: Any) -> None:
-    # Only a message still streaming: a sweeper may have marked it interrupted meanwhile.
-    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(**fields)
+# A running message's text so far: (pk, content, reasoning, reasoning_started_at,
+# answer_started_at).
+Progress = tuple[int, str, str, dt.datetime | None, dt.datetime | None]
+_PROGRESS_FIELDS = ("content", "reasoning", "reasoning_started_at", "answer_started_at")
+
+
+def _store_progress_of(rows: list[Progress]) -> None:
+    """The text of many running messages, one statement run for each (`executemany`), with a
+    fresh heartbeat. Only a message still streaming: a sweeper may have marked it interrupted,
+    or its final write may have come first."""
+    meta, ops = Message._meta, connection.ops
+    name = ops.quote_name
+    columns = [meta.get_field(f).column for f in (*_PROGRESS_FIELDS, "heartbeat_at")]
+    sql = (
+        f"UPDATE {name(meta.db_table)} SET {', '.join(f'{name(c)} = %s' for c in columns)} "
+        f"WHERE {name(meta.pk.column)} = %s AND {name(meta.get_field('status').column)} = %s"
+    )
+    at = ops.adapt_datetimefield_value
+    beat = at(_now())
+    params = [
+        (content, reasoning, at(started), at(answered), beat, pk, Message.Status.STREAMING.value)
+        for pk, content, reasoning, started, answered in rows
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+def _store_one_progress(row: Progress) -> None:
+    _store_progress_of([row])
+
+
+_store_progress = Batched(_store_progress_of, _store_one_progress)
 
 
 @in_db_pool

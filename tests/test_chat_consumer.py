@@ -11,6 +11,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
+from conversations import actions, generation
 from conversations.models import Conversation, Message
 from conversations.simulator import Scenario
 from tests.chat_support import Tab, assemble, make_backend, make_user
@@ -244,8 +245,6 @@ async def test_a_burst_of_first_messages_is_stored_together(alice, sim):
 
 
 def _new_turn(user, i: int, owner_id: int | None = None):
-    from conversations import actions
-
     conversation = Conversation(owner=user, title=f"Question {i}")
     if owner_id is not None:
         conversation.owner_id = owner_id
@@ -261,12 +260,9 @@ def _new_turn(user, i: int, owner_id: int | None = None):
 
 
 async def test_new_conversations_due_together_are_written_in_one_transaction(alice):
-    from conversations import actions
-
     user, _backend = alice
-    writer = actions._NewTurnWriter(asyncio.get_running_loop())
     turns = [_new_turn(user, i) for i in range(6)]
-    await asyncio.gather(*(writer.write(turn) for turn in turns))
+    await asyncio.gather(*(actions._insert_new_turn(turn) for turn in turns))
     # One transaction inserts the questions, then the answers: the row ids do not alternate
     # question, answer, question… as one insert per turn made them.
     roles = [m.role async for m in Message.objects.order_by("pk")]
@@ -284,13 +280,12 @@ async def test_new_conversations_due_together_are_written_in_one_transaction(ali
 async def test_a_new_conversation_that_cannot_be_written_fails_alone(alice):
     from django.db import IntegrityError
 
-    from conversations import actions
-
     user, _backend = alice
-    writer = actions._NewTurnWriter(asyncio.get_running_loop())
     turns = [_new_turn(user, i) for i in range(4)]
     turns.insert(2, _new_turn(user, 9, owner_id=987654))  # nobody: a foreign key violation
-    results = await asyncio.gather(*(writer.write(t) for t in turns), return_exceptions=True)
+    results = await asyncio.gather(
+        *(actions._insert_new_turn(t) for t in turns), return_exceptions=True
+    )
     assert [type(r) for r in results] == [type(None)] * 2 + [IntegrityError] + [type(None)] * 2
     titles = {c.title async for c in Conversation.objects.all()}
     assert titles == {"Question 0", "Question 1", "Question 2", "Question 3"}
@@ -654,3 +649,32 @@ async def test_an_account_without_a_confirmed_address_cannot_open_the_socket():
     assert not connected
     assert code == 4401
     assert await Message.objects.acount() == 0
+
+
+async def test_the_text_of_running_answers_is_stored_together(alice):
+    user, _backend = alice
+    turns = [_new_turn(user, i) for i in range(4)]
+    await asyncio.gather(*(actions._insert_new_turn(turn) for turn in turns))
+    answers = [turn.assistant for turn in turns]
+    await Message.objects.filter(pk=answers[3].pk).aupdate(status="complete", content="final")
+    started = timezone.now()
+    await asyncio.gather(
+        *(
+            generation._store_progress((m.pk, f"answer {i}", f"reasoning {i}", started, None))
+            for i, m in enumerate(answers)
+        )
+    )
+    stored = {m.pk: m async for m in Message.objects.filter(role="assistant")}
+    for i, answer in enumerate(answers[:3]):
+        row = stored[answer.pk]
+        assert (row.content, row.reasoning, row.status) == (
+            f"answer {i}",
+            f"reasoning {i}",
+            "streaming",
+        )
+        assert row.reasoning_started_at == started and row.answer_started_at is None
+    # One write for all three: one heartbeat.
+    assert len({stored[m.pk].heartbeat_at for m in answers[:3]}) == 1
+    assert stored[answers[0].pk].heartbeat_at > answers[0].heartbeat_at
+    # A message that already ended keeps its final text.
+    assert (stored[answers[3].pk].content, stored[answers[3].pk].status) == ("final", "complete")
