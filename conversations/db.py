@@ -42,15 +42,18 @@ def in_db_pool[**P, R](func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
 class Batched[T]:
     """Writes asked for in the same pass of the event loop, done as one call in the pool.
 
-    `many` gets every item that is due (one transaction); if it fails, `one` gets each item in
-    turn, so that an item that cannot be written fails alone. Each caller waits for its item.
+    `many` gets every item that is due (one transaction); if it fails, each item is tried in
+    turn (with `one`, or `many` of that item alone), so that an item that cannot be written
+    fails alone. Each caller waits for its item.
     At 200 streams, writing one row per call put 200 transactions a second (and 200 bursts of
     ORM work) on the database threads, which compete with the event loop for the interpreter.
     """
 
-    def __init__(self, many: Callable[[list[T]], None], one: Callable[[T], None]) -> None:
+    def __init__(
+        self, many: Callable[[list[T]], None], one: Callable[[T], None] | None = None
+    ) -> None:
         self._many = in_db_pool(many)
-        self._one = in_db_pool(one)
+        self._one = in_db_pool(one or (lambda item: many([item])))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._due: list[tuple[T, asyncio.Future[None]]] = []
         self._writing: asyncio.Task[None] | None = None

@@ -455,11 +455,7 @@ def _store_progress_of(rows: list[Progress]) -> None:
         cursor.executemany(sql, params)
 
 
-def _store_one_progress(row: Progress) -> None:
-    _store_progress_of([row])
-
-
-_store_progress = Batched(_store_progress_of, _store_one_progress)
+_store_progress = Batched(_store_progress_of)
 
 
 @in_db_pool
