@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 import pytest
 from django.db import connection
@@ -92,12 +91,10 @@ def test_the_first_page_is_fast_with_many_conversations(people):
     client.get(reverse("api-conversations"))
     for url in (reverse("api-conversations"), reverse("home")):
         with CaptureQueriesContext(connection) as queries:
-            started = time.process_time()
             response = client.get(url)
-            elapsed = time.process_time() - started
         assert response.status_code == 200
+        # A constant number of queries; the time is bench/sidebar.py's (not a timed test).
         assert len(queries) <= 6, [q["sql"] for q in queries.captured_queries]
-        assert elapsed < 0.1  # the budget (25 ms for the page) on the reference machine
     # A page deep in the list costs the same queries.
     data = page(client)
     for _ in range(5):
