@@ -12,7 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from conversations.routing import websocket_urlpatterns  # noqa: E402
-from r1chat import sockets  # noqa: E402
+from r1chat import gcpolicy, sockets  # noqa: E402
 
 sockets.install()
 
@@ -24,3 +24,5 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+gcpolicy.apply()  # last: everything above lives as long as the process
