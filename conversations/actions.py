@@ -166,6 +166,8 @@ class Turn:
     saved: asyncio.Task[None] | None = None  # the background insert of a new conversation
     # Set by the runner once the model answered (its first event) or the runner ended.
     asked: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set once announce_turn told the tabs: the runner's frames wait for it (see run_turn).
+    announced: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _claim_client_id(user: Any, client_id: str) -> bool:
@@ -466,8 +468,32 @@ async def start_generation(turn: Turn) -> GenerationRunner:
         on_complete=_after_generation,
         saved=turn.saved,
         asked=turn.asked,
+        announced=turn.announced,
     )
     runner.start()
+    return runner
+
+
+# How long the tabs' news of a turn waits for its request to leave for the model.
+ANNOUNCE_AFTER_AT_MOST = 0.15
+
+
+async def run_turn(turn: Turn, client_id: str | None = None) -> GenerationRunner:
+    """Ask the model, then tell the tabs (`announce_turn`), then let the answer's frames go.
+
+    The question goes first: in a burst of questions at once, announcing every turn (three
+    frames to each tab) before any runner had started kept every request waiting behind all the
+    announcements, and the model server idle meanwhile. Now each request leaves as soon as its
+    runner connects and the announcements are sent while the model thinks. They wait for the
+    request at most ANNOUNCE_AFTER_AT_MOST (a slow connection to a remote server); the runner's
+    first frame always waits for them, so every tab hears of a message before its text."""
+    runner = await start_generation(turn)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(runner.request_sent.wait(), ANNOUNCE_AFTER_AT_MOST)
+        await announce_turn(turn, client_id)
+    finally:
+        turn.announced.set()
     return runner
 
 

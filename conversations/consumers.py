@@ -228,21 +228,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if self.conversation_id != str(turn.conversation.uuid):
             await self.do_subscribe(None)
             await self._join(turn.conversation.group_name, str(turn.conversation.uuid))
-        await actions.announce_turn(turn, client_id)
-        await actions.start_generation(turn)
+        await actions.run_turn(turn, client_id)
 
     async def do_stop(self, message: Any) -> None:
         await actions.stop_generation(self.user, message)
 
     async def do_regenerate(self, message: Any, settings: dict[str, Any]) -> None:
         turn = await actions.regenerate(self.user, message, settings)
-        await actions.announce_turn(turn)
-        await actions.start_generation(turn)
+        await actions.run_turn(turn)
 
     async def do_edit(self, message: Any, content: str, settings: dict[str, Any]) -> None:
         turn = await actions.edit(self.user, message, content, settings)
-        await actions.announce_turn(turn)
-        await actions.start_generation(turn)
+        await actions.run_turn(turn)
 
     async def do_switch(self, message: Any) -> None:
         await actions.switch_version(self.user, message)

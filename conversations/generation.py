@@ -27,6 +27,7 @@ from review.usage import record_usage
 from . import shutdown
 from .backends import get_backend
 from .backends.base import Answer, BackendError, ChatRequest, Finished, Reasoning, Usage
+from .backends.transport import request_written
 from .db import Batched, in_db_pool
 from .errors import describe_error
 from .models import HEARTBEAT_INTERVAL, STALE_AFTER, Backend, Conversation, Message
@@ -40,6 +41,8 @@ PERSIST_INTERVAL = 1.0
 # A runner's own message to its control channel that ends its listener (see _stop_listening).
 LISTENER_EXIT = "generation.listener_exit"
 LISTENER_EXIT_TIMEOUT = 2.0
+# How long the first frame waits for the tabs to be told about its message (`announced`).
+ANNOUNCED_AT_MOST = 2.0
 
 # Runners alive in this process, by message uuid.
 _running: dict[str, GenerationRunner] = {}
@@ -62,6 +65,7 @@ class GenerationRunner:
         on_complete: Any = None,
         saved: asyncio.Task[None] | None = None,
         asked: asyncio.Event | None = None,
+        announced: asyncio.Event | None = None,
     ) -> None:
         self.message = message
         self.message_id = str(message.uuid)
@@ -73,6 +77,10 @@ class GenerationRunner:
         # The background insert of a new conversation's rows: awaited before any update.
         self.saved = saved
         self.asked = asked or asyncio.Event()  # set at the model's first event, or at the end
+        # Set once the request has been handed to the socket (or the runner could not send it).
+        self.request_sent = asyncio.Event()
+        # Set once the tabs were told about the message: no frame of it goes out before.
+        self.announced = announced
         self.internal_error = False
         self.layer = get_channel_layer()
         self.group = conversation.group_name
@@ -146,6 +154,7 @@ class GenerationRunner:
             error = describe_error("internal")
         finally:
             self.asked.set()
+            self.request_sent.set()
             listener, others = (helpers[0], helpers[1:]) if helpers else (None, [])
             try:
                 # Not while a delta is being sent: a group_send cancelled half-way (several
@@ -167,6 +176,7 @@ class GenerationRunner:
     async def _stream(self) -> None:
         assert self.backend is not None and self.request is not None
         client = get_backend(self.backend.config())
+        request_written.set(self.request_sent.set)  # (in this task's context only)
         stream = client.stream_chat(self.request)
         try:
             async for event in stream:
@@ -219,6 +229,7 @@ class GenerationRunner:
         _running.pop(self.message_id, None)
         try:
             await self._rows_saved()
+            await self._until_announced()
             self._move_pending()
             if self._last_moved:
                 # The rest of the text; its HTML comes complete in the done frame.
@@ -323,7 +334,13 @@ class GenerationRunner:
             self.unsent_append.clear()
         await self.layer.group_send(self.group, frame)
 
+    async def _until_announced(self) -> None:
+        if self.announced is not None and not self.announced.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.announced.wait(), ANNOUNCED_AT_MOST)
+
     async def _flusher(self) -> None:
+        await self._until_announced()  # (before text is moved: a snapshot meanwhile stays exact)
         while True:
             await self.dirty.wait()
             self.dirty.clear()

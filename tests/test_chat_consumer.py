@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import threading
 import uuid
 
 import pytest
@@ -678,3 +680,44 @@ async def test_the_text_of_running_answers_is_stored_together(alice):
     assert stored[answers[0].pk].heartbeat_at > answers[0].heartbeat_at
     # A message that already ended keeps its final text.
     assert (stored[answers[3].pk].content, stored[answers[3].pk].status) == ("final", "complete")
+
+
+async def test_the_question_leaves_for_the_model_before_the_tabs_are_told(alice):
+    """The request is on the model server's socket by the time message.created reaches the tab
+    (a burst of questions is not held behind every announcement), and its text still never
+    comes before it."""
+    import socket
+
+    user, backend = alice
+    server = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never answers
+
+    def list_models() -> None:  # the first connection only: the tab's model list
+        conn, _addr = server.accept()
+        with conn:
+            conn.recv(65536)
+            body = b'{"object": "list", "data": [{"id": "deepseek-v4-flash", "object": "model"}]}'
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close"
+                         b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
+
+    lister = threading.Thread(target=list_models, daemon=True)
+    lister.start()
+    backend.base_url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    backend.max_tries = 1
+    await backend.asave()
+    tab = await Tab.open(user)
+    try:
+        await asyncio.to_thread(lister.join, 5)
+        await _send(tab)  # up to the assistant's message.created
+        server.setblocking(False)
+        heads = []
+        with contextlib.suppress(BlockingIOError):
+            while True:  # every connection the kernel accepted since
+                conn, _addr = server.accept()
+                with conn, contextlib.suppress(BlockingIOError):
+                    # Loopback hands written bytes to the peer within the write itself.
+                    heads.append(conn.recv(65536, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        assert any(h.startswith(b"POST /chat/completions HTTP/1.1\r\n") for h in heads), heads
+        assert not [f for f in tab.frames if f["type"].startswith("generation.")]
+    finally:
+        server.close()
+        await tab.close()

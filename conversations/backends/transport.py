@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from typing import Any
 
 import httpcore
@@ -24,6 +25,11 @@ from httpcore import AsyncNetworkBackend, AsyncNetworkStream
 # LOW_WATER.
 HIGH_WATER = 1 << 20
 LOW_WATER = 1 << 18
+
+# Called once, in the task that set it, when that task's next request has been handed to the
+# socket: a generation runner learns its question has left for the model (GenerationRunner.
+# request_sent) without waiting for the response.
+request_written: ContextVar[Callable[[], None] | None] = ContextVar("request_written", default=None)
 
 
 class _Protocol(asyncio.Protocol):
@@ -114,6 +120,10 @@ class AsyncioStream(AsyncNetworkStream):
         if self._transport.is_closing():
             raise httpcore.WriteError("the connection is closed")
         self._transport.write(buffer)
+        notify = request_written.get()
+        if notify is not None:
+            request_written.set(None)
+            notify()
         protocol = self._protocol
         if protocol.writing_paused:
             protocol.drain_waiter = asyncio.get_running_loop().create_future()
