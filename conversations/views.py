@@ -33,6 +33,7 @@ from review.models import Feedback
 
 from . import protocol
 from .actions import effective_settings
+from .markup import message_html, thread_html
 from .models import Conversation, Message
 from .threads import Tree, serialize_thread, thread_messages
 
@@ -214,7 +215,7 @@ def _notice(message: dict[str, Any]) -> str:
 
 
 def _labels() -> dict[str, str]:
-    """The fixed words of `_message.html` and `_sidebar_item.html`, translated once a page."""
+    """The fixed words of a message (`markup.py`) and `_sidebar_item.html`, once a page."""
     return {
         "copy": _("Copy"),
         "edit": _("Edit"),
@@ -230,7 +231,8 @@ def _labels() -> dict[str, str]:
 
 
 def _for_template(message: dict[str, Any]) -> dict[str, Any]:
-    """A serialised message with what `_message.html` shows besides the text."""
+    """A serialised message with what its markup (`markup.message_html`) shows besides the
+    text."""
     versions = message["versions"]
     message["versions_json"] = json.dumps(versions["ids"])
     message["versions_label"] = f"{versions['index']} / {versions['count']}"
@@ -360,14 +362,16 @@ def _thread_with_ratings(
 
 def _chat_context(request: HttpRequest, conversation: Conversation | None) -> dict[str, Any]:
     thread, ratings = _thread_with_ratings(request.user, conversation)
+    labels = _labels()
     return {
         "conversation": conversation,
         "thread": thread,
-        "blank_user": _blank("user"),
-        "blank_assistant": _blank("assistant"),
+        "thread_html": thread_html(thread, labels),
+        "blank_user": message_html(_blank("user"), labels),
+        "blank_assistant": message_html(_blank("assistant"), labels),
         "blank_item": {"id": "", "title": "", "pinned": False, "updated_at": "", "group": ""},
         "chat_strings": js_strings(),
-        "t": _labels(),
+        "t": labels,
         "sidebar": sidebar_page(request),
         "chat_config": {
             "conversation": str(conversation.uuid) if conversation else None,

@@ -77,6 +77,17 @@ def test_the_conversation_page_prerenders_the_thread(alice_client):
     assert f'class="conv-item is-active" data-id="{conv.uuid}"' in html
 
 
+def test_text_in_a_messages_attributes_stays_inside_them(alice_client):
+    client, alice, _ = alice_client
+    conv = conversation(alice, turns=[("q", "r", "a")])
+    payload = 'x" onmouseover="alert(1)'
+    Message.objects.filter(role="assistant").update(model=payload, usage={"k": payload})
+    html = client.get(reverse("conversation-detail", args=[conv.uuid])).content.decode()
+    assert 'data-model="x&quot; onmouseover=&quot;alert(1)"' in html
+    assert 'onmouseover="alert' not in html
+    assert "&quot;k&quot;: &quot;x\\&quot; onmouseover=" in html  # the usage JSON, escaped
+
+
 def test_the_page_has_no_inline_styles_or_scripts(alice_client):
     client, alice, _ = alice_client
     conv = conversation(alice, turns=[("q", "r", "a\n\n```python\nprint(1)\n```")])
