@@ -55,12 +55,25 @@ def _rate(rating: str, current: Any, label: str, icon: str) -> str:
 
 
 def message_html(m: dict[str, Any], labels: dict[str, str]) -> SafeString:
-    t = {key: escape(value) for key, value in labels.items()}
+    return mark_safe(_message(m, _escaped(labels)))
+
+
+def thread_html(thread: list[dict[str, Any]], labels: dict[str, str]) -> SafeString:
+    t = _escaped(labels)  # once a page, not once a message
+    return mark_safe("".join(_message(m, t) for m in thread))
+
+
+def _escaped(labels: dict[str, str]) -> dict[str, str]:
+    return {key: escape(value) for key, value in labels.items()}
+
+
+def _message(m: dict[str, Any], t: dict[str, str]) -> str:
+    """`t`: the labels, escaped."""
     common = (
         f'data-id="{_e(m["id"])}" data-role="{_e(m["role"])}" data-parent="{_e(m.get("parent"))}"'
     )
     if m["role"] == "user":
-        return mark_safe(
+        return (
             f'<article class="msg msg-user" {common} data-versions="{_e(m["versions_json"])}">\n'
             '  <div class="msg-body">\n'
             f'    <div class="user-bubble"><div class="user-text">{_e(m["content"])}</div></div>\n'
@@ -73,7 +86,7 @@ def message_html(m: dict[str, Any], labels: dict[str, str]) -> SafeString:
             "</article>\n"
         )
     error = m.get("error") or {}
-    return mark_safe(
+    return (
         f'<article class="msg msg-assistant" {common} data-status="{_e(m["status"])}" '
         f'data-versions="{_e(m["versions_json"])}" data-usage="{_e(m["usage_json"])}" '
         f'data-timings="{_e(m["timings_json"])}" data-model="{_e(m.get("model"))}" '
@@ -114,7 +127,3 @@ def message_html(m: dict[str, Any], labels: dict[str, str]) -> SafeString:
         "  </div>\n"
         "</article>\n"
     )
-
-
-def thread_html(thread: list[dict[str, Any]], labels: dict[str, str]) -> SafeString:
-    return mark_safe("".join(message_html(m, labels) for m in thread))
