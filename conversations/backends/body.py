@@ -3,14 +3,17 @@
 A model server writes one small packet per token. Through httpx every packet passes h11's event
 machinery and half a dozen async iterators (httpcore's connection and pool streams, httpx's
 response stream, `aiter_raw`, `aiter_bytes`) plus an `asyncio.timeout_at` per read; at 200
-streams × 50 tokens/s that was most of the backend's CPU. So for a 2xx streamed chat response
-httpx still sends the request and reads the status and headers (connecting, TLS, proxies,
-pooling and errors unchanged); `RawBody` then reads the body from the connection's buffer
-(transport.py's protocol) with its own chunked-transfer decoder, one `read()` per network read.
-After a clean chunked end httpcore's h11 state is told the body ended (a bare terminator), so
-the connection goes back to the pool as before; any other end closes it. Anything unusual (a
-compressed body, an unknown transfer coding, another network backend) falls back to
-`HttpxBody`, the plain httpx path; both raise the same `BackendError`s for the same faults.
+streams × 50 tokens/s that was most of the backend's CPU. So `RawBody` reads the body from the
+connection's buffer (transport.py's protocol) with its own chunked-transfer decoder, one
+`read()` per network read.
+
+Requests normally go through r1chat's own client (http11.py): its responses are always read by
+`RawBody`, and a body read to its clean end gives the connection back to http11's pool. For a
+response httpx fetched (see http11.py for when), httpx sent the request and read the headers;
+after a clean chunked end httpcore's h11 state is told the body ended (a bare terminator), so
+the connection goes back to httpx's pool; anything unusual (a compressed body, an unknown
+transfer coding) falls back to `HttpxBody`, the plain httpx path. Both raise the same
+`BackendError`s for the same faults.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import h11
 import httpx
 
+from . import http11
 from .base import BackendError, ErrorKind
 from .retry import StreamTimer, describe_transport, drain
 from .transport import LOW_WATER, AsyncioStream
@@ -75,6 +79,7 @@ class RawBody:
         "_line",
         "_loop",
         "_pending",
+        "_pooled",
         "_protocol",
         "_remaining",
         "_reusable",
@@ -92,6 +97,8 @@ class RawBody:
         length: int | None,
         timer: StreamTimer,
         h11_state: h11.Connection | None = None,
+        *,
+        pooled: bool = False,
     ) -> None:
         self._protocol = stream._protocol
         self._transport = stream._transport
@@ -107,6 +114,9 @@ class RawBody:
         # The connection can go back to the pool after the body: chunked, and `leftover` ends
         # on a chunk boundary (so h11 can be told the body's end with a bare terminator).
         self._reusable = chunked and h11_state is not None and not leftover
+        # On http11's own connection (no h11 state): it may go back to its pool after a
+        # whole body with nothing after it (see ended_cleanly).
+        self._pooled = pooled
         self._done = not chunked and length == 0
         self._handle: asyncio.TimerHandle | None = None
         self._armed_cap: float | None = None  # the timer's cap when the handle was armed
@@ -137,6 +147,8 @@ class RawBody:
                 data = self._dechunk(data)
             elif self._remaining is not None:
                 if len(data) >= self._remaining:
+                    if len(data) > self._remaining:  # a server that talks after its body
+                        self._pooled = False
                     data = data[: self._remaining]
                     self._done = True
                 self._remaining -= len(data)
@@ -272,11 +284,24 @@ class RawBody:
                     self._state = _DONE
                     self._done = True
                     if pos < end:  # a server that talks after its body: never reuse it
-                        self._reusable = False
+                        self._reusable = self._pooled = False
                     break
         if len(out) == 1:
             return out[0]
         return b"".join(out)
+
+    def ended_cleanly(self) -> bool:
+        """The whole body was read, nothing came after it, and the connection is open: it can
+        serve another request (http11's pool)."""
+        protocol = self._protocol
+        return (
+            self._pooled
+            and self._done
+            and (not self._chunked or self._state == _DONE)
+            and self._remaining in (None, 0)
+            and not protocol.buffer
+            and not protocol.eof
+        )
 
     async def drain(self) -> None:
         """Read what is left of a finished body (the chunked terminator) so the connection can
@@ -290,7 +315,7 @@ class RawBody:
                 if await self.read() is None:
                     return
         except BackendError:
-            self._reusable = False
+            self._reusable = self._pooled = False
 
     async def aclose(self) -> None:
         if self._handle is not None:
@@ -325,8 +350,12 @@ class RawBody:
             self._transport.abort()
 
 
-def open_body(response: httpx.Response, timer: StreamTimer) -> RawBody | HttpxBody:
+def open_body(
+    response: httpx.Response | http11.Response, timer: StreamTimer
+) -> RawBody | HttpxBody:
     """The fastest reader that is correct for this response."""
+    if isinstance(response, http11.Response):
+        return response.body(timer)
     raw = _raw_source(response)
     if raw is None:
         return HttpxBody(response, timer)

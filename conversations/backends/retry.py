@@ -14,8 +14,8 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -27,6 +27,9 @@ from .base import (
     ErrorKind,
 )
 from .transport import make_transport
+
+if TYPE_CHECKING:
+    from . import http11
 
 log = logging.getLogger("r1chat.backends")
 
@@ -141,7 +144,7 @@ def kind_for_status(status: int, message: str = "") -> ErrorKind:
 
 
 def error_from_response(
-    status: int, body: bytes, headers: httpx.Headers, api_key: str = ""
+    status: int, body: bytes, headers: Mapping[str, str], api_key: str = ""
 ) -> BackendError:
     """Classify a non-2xx response; the server's own message becomes the detail."""
     message: str | None = None
@@ -291,6 +294,10 @@ class HTTPBackend:
         self.base_url = config.base_url.rstrip("/")
         self._client: httpx.AsyncClient | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        # The direct requests' own client (http11.py), per event loop as the httpx client.
+        self._pool: http11.Pool | None = None
+        self._pool_loop: asyncio.AbstractEventLoop | None = None
+        self._head, self._json_head = _request_heads(config.api_key)
         # Each endpoint's URL parsed once (parsing, with its IP-address check, was a tenth of
         # the cost of sending a request).
         self._urls: dict[str, httpx.URL] = {}
@@ -328,7 +335,23 @@ class HTTPBackend:
             ),
         )
 
+    def _direct_pool(self, url: httpx.URL) -> http11.Pool | None:
+        """http11's pool for `url`; None for what only httpx can say what is wrong with: a
+        URL that is not http(s), or an API key that is not a valid header value."""
+        if url.scheme not in ("http", "https") or self._head is None:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._pool_loop is not loop or self._pool.closed:
+            from . import http11
+
+            self._pool = http11.Pool(None, max_idle=64, keepalive_expiry=30.0)
+            self._pool_loop = loop
+        return self._pool
+
     async def aclose(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
         client, self._client = self._client, None
         if client is not None and not client.is_closed:
             # RuntimeError: created on a loop that is gone; nothing is left to close.
@@ -361,27 +384,41 @@ class HTTPBackend:
 
     async def _open(
         self, method: str, path: str, body: dict[str, Any] | None, deadline: float
-    ) -> httpx.Response:
+    ) -> httpx.Response | http11.Response:
         """Send a request and return the streaming response once its headers arrived."""
-        client = self.client
         url = self._urls.get(path)
         if url is None:
             absolute = path.startswith(("http://", "https://"))
             url = httpx.URL(path if absolute else self.base_url + path)
             if len(self._urls) < 32:
                 self._urls[path] = url
-        request = client.build_request(
-            method,
-            url,
-            content=orjson.dumps(body) if body is not None else None,
-            headers={"Content-Type": "application/json"} if body is not None else None,
-        )
+        content = orjson.dumps(body) if body is not None else None
         loop = asyncio.get_running_loop()
         # Waiting for the headers counts against the idle limit (no byte yet) and the total.
         header_deadline = min(
             deadline, loop.time() + self.config.connect_timeout + self.config.idle_timeout
         )
         try:
+            pool = self._direct_pool(url)
+            if pool is not None:
+                head = self._json_head if content is not None else self._head
+                assert head is not None
+                async with asyncio.timeout_at(header_deadline):
+                    return await pool.request(
+                        method.encode(),
+                        url,
+                        head,
+                        content or b"",
+                        connect_timeout=self.config.connect_timeout,
+                        make_timer=lambda: StreamTimer(self.config, deadline),
+                    )
+            client = self.client
+            request = client.build_request(
+                method,
+                url,
+                content=content,
+                headers={"Content-Type": "application/json"} if content is not None else None,
+            )
             async with asyncio.timeout_at(header_deadline):
                 return await client.send(request, stream=True)
         except TimeoutError:
@@ -394,7 +431,9 @@ class HTTPBackend:
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from None
 
-    async def _raise_for_status(self, response: httpx.Response, deadline: float) -> None:
+    async def _raise_for_status(
+        self, response: httpx.Response | http11.Response, deadline: float
+    ) -> None:
         if response.status_code < 400:
             return
         body = b""
@@ -406,7 +445,7 @@ class HTTPBackend:
                     body += chunk
                     if len(body) >= MAX_ERROR_BODY:
                         break
-        except (TimeoutError, httpx.TransportError):
+        except (TimeoutError, httpx.TransportError, BackendError):
             pass  # classify by status with whatever arrived
         raise error_from_response(
             response.status_code, body[:MAX_ERROR_BODY], response.headers, self.config.api_key
@@ -463,6 +502,21 @@ class HTTPBackend:
 
 
 # --- Shared request and model helpers -------------------------------------------------------
+
+
+def _request_heads(api_key: str) -> tuple[bytes | None, bytes | None]:
+    """The header lines of every direct request (http11.py), without and with a JSON body;
+    None if the API key cannot be sent as a header value."""
+    lines = "User-Agent: r1chat\r\nAccept: */*\r\nAccept-Encoding: identity\r\n"
+    if api_key:
+        if any(c in api_key for c in "\r\n\0") or not api_key.isprintable():
+            return None, None
+        lines += f"Authorization: Bearer {api_key}\r\n"
+    try:
+        head = lines.encode("ascii")
+    except UnicodeEncodeError:
+        return None, None
+    return head, head + b"Content-Type: application/json\r\n"
 
 
 def clean_history(messages: list[dict[str, str]]) -> list[dict[str, str]]:

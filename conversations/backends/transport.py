@@ -32,6 +32,13 @@ LOW_WATER = 1 << 18
 request_written: ContextVar[Callable[[], None] | None] = ContextVar("request_written", default=None)
 
 
+def notify_request_written() -> None:
+    notify = request_written.get()
+    if notify is not None:
+        request_written.set(None)
+        notify()
+
+
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -120,10 +127,7 @@ class AsyncioStream(AsyncNetworkStream):
         if self._transport.is_closing():
             raise httpcore.WriteError("the connection is closed")
         self._transport.write(buffer)
-        notify = request_written.get()
-        if notify is not None:
-            request_written.set(None)
-            notify()
+        notify_request_written()
         protocol = self._protocol
         if protocol.writing_paused:
             protocol.drain_waiter = asyncio.get_running_loop().create_future()
