@@ -116,7 +116,12 @@ class GenerationRunner:
         shutdown.install()  # SIGTERM lets running generations finish within a grace period
         _running[self.message_id] = self
         ensure_maintenance()
-        self.task = asyncio.create_task(self._run(), name=f"generation {self.message_id}")
+        # Started eagerly: the runner runs up to its first real wait before start() returns, so
+        # its request leaves for the model in this turn of the event loop, not after every
+        # other question of a burst that is ready in the same turn.
+        self.task = asyncio.eager_task_factory(
+            asyncio.get_running_loop(), self._run(), name=f"generation {self.message_id}"
+        )
         return self.task
 
     async def _run(self) -> None:
