@@ -164,8 +164,8 @@ class Turn:
     user_versions: list[Message]  # the new question and its siblings (‹ 1/2 ›)
     assistant_versions: list[Message]
     saved: asyncio.Task[None] | None = None  # the background insert of a new conversation
-    # Set by the runner once the model answered (its first event) or the runner ended.
-    asked: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set by the runner once its request is on the socket to the model (or the runner ended).
+    sent: asyncio.Event = field(default_factory=asyncio.Event)
     # Set once announce_turn told the tabs: the runner's frames wait for it (see run_turn).
     announced: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -237,17 +237,20 @@ def _save_new_turns(turns: list[Turn]) -> None:
 # A burst of first messages is written in a few transactions, not in one per turn.
 _insert_new_turn = Batched(_save_new_turns, _save_turn)
 
-# How long a new conversation's insert waits for the model's first answer.
+# How long a new conversation's insert waits for its request to leave for the model.
 SAVE_AFTER_AT_MOST = 2.0
 
 
-async def _save_once_asked(turn: Turn) -> None:
-    """Insert a new conversation's rows once the model answered (or after SAVE_AFTER_AT_MOST).
+async def _save_once_sent(turn: Turn) -> None:
+    """Insert a new conversation's rows once its request left for the model (or after
+    SAVE_AFTER_AT_MOST).
 
     In a burst of first messages, the inserts would otherwise hold the interpreter while the
-    requests to the model wait to be sent; the runner's first write waits for these rows."""
+    requests to the model wait to be sent; the runner's first write waits for these rows. Not
+    later than that: the tabs are told of the conversation then (run_turn), and a tab served
+    by another process finds it only in the database."""
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(turn.asked.wait(), SAVE_AFTER_AT_MOST)
+        await asyncio.wait_for(turn.sent.wait(), SAVE_AFTER_AT_MOST)
     await _insert_new_turn(turn)
 
 
@@ -348,7 +351,7 @@ async def send_message(
         assistant_versions=[assistant],
     )  # fmt: skip
     if created:
-        turn.saved = task = asyncio.create_task(_save_once_asked(turn))
+        turn.saved = task = asyncio.create_task(_save_once_sent(turn))
         keys = (target.uuid, user_message.uuid, assistant.uuid)
         for key in keys:
             _unsaved[key] = task
@@ -467,7 +470,7 @@ async def start_generation(turn: Turn) -> GenerationRunner:
         error_code=None if backend is not None else "no_backend",
         on_complete=_after_generation,
         saved=turn.saved,
-        asked=turn.asked,
+        request_sent=turn.sent,
         announced=turn.announced,
     )
     runner.start()

@@ -64,7 +64,7 @@ class GenerationRunner:
         error_code: str | None = None,
         on_complete: Any = None,
         saved: asyncio.Task[None] | None = None,
-        asked: asyncio.Event | None = None,
+        request_sent: asyncio.Event | None = None,
         announced: asyncio.Event | None = None,
     ) -> None:
         self.message = message
@@ -76,9 +76,8 @@ class GenerationRunner:
         self.on_complete = on_complete
         # The background insert of a new conversation's rows: awaited before any update.
         self.saved = saved
-        self.asked = asked or asyncio.Event()  # set at the model's first event, or at the end
         # Set once the request has been handed to the socket (or the runner could not send it).
-        self.request_sent = asyncio.Event()
+        self.request_sent = request_sent or asyncio.Event()
         # Set once the tabs were told about the message: no frame of it goes out before.
         self.announced = announced
         self.internal_error = False
@@ -158,7 +157,6 @@ class GenerationRunner:
             status = Message.Status.ERROR
             error = describe_error("internal")
         finally:
-            self.asked.set()
             self.request_sent.set()
             listener, others = (helpers[0], helpers[1:]) if helpers else (None, [])
             try:
@@ -185,7 +183,6 @@ class GenerationRunner:
         stream = client.stream_chat(self.request)
         try:
             async for event in stream:
-                self.asked.set()
                 if isinstance(event, Reasoning):
                     if not event.text:
                         continue
