@@ -216,13 +216,20 @@ async def test_an_error_status_is_read_and_classified(raw_server) -> None:  # ty
     await backend.aclose()
 
 
-async def test_an_api_key_that_is_no_header_value_is_refused_by_httpx() -> None:
-    backend = OpenAIBackend(
-        BackendConfig(kind="openai", base_url="http://127.0.0.1:9", api_key="sk\r\nX-Evil: 1")
-    )
-    assert backend._head is None  # type: ignore[attr-defined]
+async def test_an_api_key_that_is_no_header_value_is_refused(sim: Simulator) -> None:
+    backend = make_backend(sim, "deepseek", api_key="sk\r\nX-Evil: 1")
     got = await collect(backend, make_request("deepseek"))
-    assert got.error is not None
+    assert got.error is not None and got.error.kind is ErrorKind.AUTH
+    assert "cannot be sent in a header" in got.error.detail
+    assert not sim.requests
+    await backend.aclose()
+
+
+async def test_a_url_that_is_not_http_is_refused() -> None:
+    backend = OpenAIBackend(BackendConfig(kind="openai", base_url="ftp://127.0.0.1:9"))
+    got = await collect(backend, make_request("deepseek"))
+    assert got.error is not None and got.error.kind is ErrorKind.BAD_REQUEST
+    assert "bad backend URL" in got.error.detail
     await backend.aclose()
 
 

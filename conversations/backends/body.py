@@ -1,32 +1,18 @@
-"""Reading a streamed response body: straight off the connection, or through httpx.
+"""Reading a streamed response body straight off the connection.
 
-A model server writes one small packet per token. Through httpx every packet passes h11's event
-machinery and half a dozen async iterators (httpcore's connection and pool streams, httpx's
-response stream, `aiter_raw`, `aiter_bytes`) plus an `asyncio.timeout_at` per read; at 200
-streams × 50 tokens/s that was most of the backend's CPU. So `RawBody` reads the body from the
+A model server writes one small packet per token. `RawBody` reads the body from the
 connection's buffer (transport.py's protocol) with its own chunked-transfer decoder, one
-`read()` per network read.
-
-Requests normally go through r1chat's own client (http11.py): its responses are always read by
-`RawBody`, and a body read to its clean end gives the connection back to http11's pool. For a
-response httpx fetched (see http11.py for when), httpx sent the request and read the headers;
-after a clean chunked end httpcore's h11 state is told the body ended (a bare terminator), so
-the connection goes back to httpx's pool; anything unusual (a compressed body, an unknown
-transfer coding) falls back to `HttpxBody`, the plain httpx path. Both raise the same
-`BackendError`s for the same faults.
+`read()` per network read, and one lazily re-armed timer per stream for its deadlines. A body
+read to its clean end lets http11.py give the connection back to its pool.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
-
-import h11
-import httpx
 
 from . import http11
 from .base import BackendError, ErrorKind
-from .retry import StreamTimer, describe_transport, drain
+from .retry import StreamTimer, describe_transport
 from .transport import LOW_WATER, AsyncioStream
 
 _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
@@ -35,28 +21,7 @@ _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
 MAX_LINE = 16 * 1024
 
 
-class HttpxBody:
-    """The body through httpx: `response.aiter_bytes()` under the stream timer."""
-
-    __slots__ = ("_chunks", "_timer")
-
-    def __init__(self, response: httpx.Response, timer: StreamTimer) -> None:
-        self._chunks = response.aiter_bytes()
-        self._timer = timer
-
-    async def read(self) -> bytes | None:
-        """The next piece of the body, or None at its clean end."""
-        return await self._timer.read(self._chunks)
-
-    async def drain(self) -> None:
-        await drain(self._chunks, self._timer)
-
-    async def aclose(self) -> None:
-        await self._chunks.aclose()
-
-
 def _lost(detail: str) -> BackendError:
-    # The same wording as StreamTimer.read gives httpx's transport errors.
     return BackendError(ErrorKind.TRUNCATED, f"connection lost mid-stream: {detail}")
 
 
@@ -74,15 +39,12 @@ class RawBody:
         "_armed_cap",
         "_chunked",
         "_done",
-        "_h11",
         "_handle",
         "_line",
         "_loop",
-        "_pending",
         "_pooled",
         "_protocol",
         "_remaining",
-        "_reusable",
         "_state",
         "_timer",
         "_transport",
@@ -92,11 +54,9 @@ class RawBody:
     def __init__(
         self,
         stream: AsyncioStream,
-        leftover: bytes,
         chunked: bool,
         length: int | None,
         timer: StreamTimer,
-        h11_state: h11.Connection | None = None,
         *,
         pooled: bool = False,
     ) -> None:
@@ -108,14 +68,8 @@ class RawBody:
         self._remaining = length  # Content-Length bytes still to come (None: until close)
         self._state = _SIZE
         self._line = b""  # an unfinished chunk-size or trailer line
-        self._pending = leftover  # body bytes h11 had already received with the headers
-        # httpcore's HTTP/1.1 state for this connection; it still holds `leftover` unparsed.
-        self._h11 = h11_state
-        # The connection can go back to the pool after the body: chunked, and `leftover` ends
-        # on a chunk boundary (so h11 can be told the body's end with a bare terminator).
-        self._reusable = chunked and h11_state is not None and not leftover
-        # On http11's own connection (no h11 state): it may go back to its pool after a
-        # whole body with nothing after it (see ended_cleanly).
+        # The connection may go back to its pool after a whole body with nothing after it
+        # (see ended_cleanly).
         self._pooled = pooled
         self._done = not chunked and length == 0
         self._handle: asyncio.TimerHandle | None = None
@@ -127,21 +81,9 @@ class RawBody:
     async def read(self) -> bytes | None:
         """Body bytes that have arrived (at least one), or None at the clean end of the body."""
         while not self._done:
-            data = self._pending
-            if data:
-                self._pending = b""
-                if self._chunked:
-                    data = self._dechunk(data)
-                    self._reusable = (
-                        self._h11 is not None and self._state == _SIZE and not self._line
-                    )
-                    if data:
-                        return data
-                    continue
-            else:
-                data = await self._receive()
-                if data is None:
-                    return self._at_eof()
+            data = await self._receive()
+            if data is None:
+                return self._at_eof()
             self._timer.last_byte = self._loop.time()
             if self._chunked:
                 data = self._dechunk(data)
@@ -284,7 +226,7 @@ class RawBody:
                     self._state = _DONE
                     self._done = True
                     if pos < end:  # a server that talks after its body: never reuse it
-                        self._reusable = self._pooled = False
+                        self._pooled = False
                     break
         if len(out) == 1:
             return out[0]
@@ -305,7 +247,7 @@ class RawBody:
 
     async def drain(self) -> None:
         """Read what is left of a finished body (the chunked terminator) so the connection can
-        go back to the pool. Bounded like `retry.drain`: a server that keeps talking after its
+        go back to the pool. Bounded in time and in reads: a server that keeps talking after its
         terminal event is simply cut off (the connection is then closed)."""
         cap = self._loop.time() + 0.25
         timer = self._timer
@@ -315,88 +257,14 @@ class RawBody:
                 if await self.read() is None:
                     return
         except BackendError:
-            self._reusable = self._pooled = False
+            self._pooled = False
 
     async def aclose(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        state = self._h11
-        if state is None:
-            return
-        self._h11 = None
-        protocol = self._protocol
-        if (
-            not self._reusable
-            or self._state != _DONE
-            or protocol.buffer
-            or protocol.eof
-            or state.their_state is not h11.SEND_BODY
-        ):
-            return  # httpcore sees an unfinished body and closes the connection
-        # Tell httpcore's h11 the body ended, so closing the response pools the connection:
-        # what it holds unparsed ended on a chunk boundary, so a bare terminator completes it.
-        try:
-            state.receive_data(b"0\r\n\r\n")
-            while True:
-                event = state.next_event()
-                if event is h11.NEED_DATA or event is h11.PAUSED or type(event) is h11.EndOfMessage:
-                    break
-        except h11.RemoteProtocolError:
-            return  # h11 is in its error state: the connection is closed
-        if state.their_state is not h11.DONE or state.trailing_data[0]:
-            # Not a clean end after all: make sure the connection is never reused.
-            protocol.eof = True
-            self._transport.abort()
 
 
-def open_body(
-    response: httpx.Response | http11.Response, timer: StreamTimer
-) -> RawBody | HttpxBody:
-    """The fastest reader that is correct for this response."""
-    if isinstance(response, http11.Response):
-        return response.body(timer)
-    raw = _raw_source(response)
-    if raw is None:
-        return HttpxBody(response, timer)
-    stream, leftover, chunked, length, state = raw
-    return RawBody(stream, leftover, chunked, length, timer, state)
-
-
-def _raw_source(
-    response: httpx.Response,
-) -> tuple[AsyncioStream, bytes, bool, int | None, h11.Connection] | None:
-    """The connection and what h11 already buffered, if the body can be read raw."""
-    stream: Any = response.extensions.get("network_stream")
-    if type(stream) is not AsyncioStream:
-        return None
-    if response.extensions.get("http_version") not in (b"HTTP/1.1", b"HTTP/1.0"):
-        return None
-    headers = response.headers
-    if headers.get("content-encoding", "identity").strip().lower() not in ("identity", ""):
-        return None  # gzip & co.: httpx decodes them
-    te = headers.get("transfer-encoding")
-    cl = headers.get("content-length")
-    length: int | None = None
-    if te is not None:
-        if te.strip().lower() != "chunked":
-            return None
-        chunked = True
-    else:
-        chunked = False
-        if cl is not None:
-            if not cl.strip().isdigit():
-                return None
-            length = int(cl)
-    try:
-        # BoundAsyncStream -> AsyncResponseStream -> PoolByteStream -> HTTP11ConnectionByteStream
-        connection = response.stream._stream._httpcore_stream._stream._connection  # type: ignore[attr-defined]
-        state = connection._h11_state
-    except AttributeError:
-        return None
-    if not isinstance(state, h11.Connection) or connection._network_stream is not stream:
-        return None
-    if state.their_state is not h11.SEND_BODY:
-        return None
-    leftover, _closed = state.trailing_data
-    return stream, bytes(leftover), chunked, length, state
+def open_body(response: http11.Response, timer: StreamTimer) -> RawBody:
+    """The reader of `response`'s body, timed by `timer`."""
+    return response.body(timer)

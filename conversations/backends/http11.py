@@ -1,16 +1,14 @@
 """The model requests' own HTTP/1.1 client: one request, its status and headers, its body.
 
-httpx and httpcore cost about 0.6 ms of CPU to send a request and read its headers, and they
-give the event loop back four times on the way even over a pooled connection (anyio's lock
-and event checkpoints). In a burst of 200 questions every one of those turns waited behind
-the whole burst, so the requests left for the model in one late wave. Here a request over an
-idle pooled connection is written without giving the loop back, and a new connection costs
-only the connect itself.
+httpx and httpcore, which r1chat used before, cost about 0.6 ms of CPU to send a request and
+read its headers, and gave the event loop back four times on the way even over a pooled
+connection (anyio's lock and event checkpoints). In a burst of 200 questions every one of
+those turns waited behind the whole burst, so the requests left for the model in one late
+wave. Here a request over an idle pooled connection is written without giving the loop back,
+and a new connection costs only the connect itself.
 
-Every backend request goes this way (plain HTTP or TLS), except those httpx refuses with its
-own message (a URL that is not http or https, an API key that is not a valid header value).
-Errors are httpx's exception types, so the backends describe them in the same words; bodies
-are read by `body.RawBody`.
+Every backend request goes this way, over plain HTTP or TLS. Errors are httpx's exception types
+(`retry.HTTPBackend._transport_error` describes them); bodies are read by `body.RawBody`.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-import httpcore
 import httpx
 
 from .transport import AsyncioStream, _Protocol, notify_request_written
@@ -106,7 +103,6 @@ class Response:
 
             self._body = RawBody(
                 self.stream,
-                b"",
                 self.chunked,
                 self.length,
                 timer or self._make_timer(),
@@ -325,11 +321,9 @@ class Pool:
             except BaseException as exc:
                 if stream is not None:
                     stream._transport.close()
-                if not fresh and isinstance(exc, _Stale | httpcore.NetworkError):
+                if not fresh and isinstance(exc, _Stale | httpx.WriteError):
                     stream = None  # a pooled connection the server had closed: a new one
                     continue
-                if isinstance(exc, httpcore.NetworkError):  # (AsyncioStream.write's)
-                    raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
                 raise
             break
         return _response(self, origin, stream, method, status, reason, version, headers,

@@ -14,7 +14,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -26,7 +26,6 @@ from .base import (
     BackendError,
     ErrorKind,
 )
-from .transport import make_transport
 
 if TYPE_CHECKING:
     from . import http11
@@ -200,9 +199,8 @@ def backoff_delay(config: BackendConfig, failures: int, retry_after: float | Non
 class StreamTimer:
     """Idle, no-data and total deadlines around one response body.
 
-    One `asyncio.timeout_at` per read (a timer-heap entry, no task): the deadline is armed
-    only while waiting for bytes, never while the consumer holds an event, so a slow
-    consumer cannot trip it and a cancel lands in the consumer's task as usual.
+    `body.RawBody` arms it only while waiting for bytes, never while the consumer holds an
+    event, so a slow consumer cannot trip it.
     """
 
     __slots__ = ("_config", "_loop", "cap", "last_byte", "last_data", "total_deadline")
@@ -231,22 +229,6 @@ class StreamTimer:
             deadline = self.cap
         return deadline
 
-    async def read(self, chunks: AsyncIterator[bytes]) -> bytes | None:
-        """The next chunk, or None at a clean end of the body."""
-        try:
-            async with asyncio.timeout_at(self.deadline()):
-                chunk = await anext(chunks)
-        except StopAsyncIteration:
-            return None
-        except TimeoutError:
-            raise self._timeout_error() from None
-        except httpx.TransportError as exc:
-            raise BackendError(
-                ErrorKind.TRUNCATED, f"connection lost mid-stream: {describe_transport(exc)}"
-            ) from None
-        self.last_byte = self._loop.time()
-        return chunk
-
     def _timeout_error(self) -> BackendError:
         cfg = self._config
         now = self._loop.time()
@@ -261,18 +243,6 @@ class StreamTimer:
         return BackendError(ErrorKind.TIMEOUT, detail, retryable=True)
 
 
-async def drain(chunks: AsyncIterator[bytes], timer: StreamTimer, seconds: float = 0.25) -> None:
-    """Read what is left of a finished body (the chunked terminator, a trailing newline) so
-    the connection goes back to the pool instead of being closed half-read. Bounded in time
-    and in reads: a server that keeps talking after its terminal event is simply cut off."""
-    cap = asyncio.get_running_loop().time() + seconds
-    timer.cap = cap if timer.cap is None else min(cap, timer.cap)
-    with contextlib.suppress(BackendError):
-        for _ in range(4):
-            if await timer.read(chunks) is None:
-                return
-
-
 def describe_transport(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     return " ".join(text.split())[:200]
@@ -282,7 +252,7 @@ def describe_transport(exc: Exception) -> str:
 
 
 class HTTPBackend:
-    """The transport half of a backend: one pooled `httpx.AsyncClient`, retries, timers.
+    """The transport half of a backend: its connection pool (http11.py), retries, timers.
 
     Subclasses stream in one generator each (one hop per event), trying again as
     `_retry_delay` decides: never once any text has been yielded, since a person has seen it and
@@ -292,9 +262,6 @@ class HTTPBackend:
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
         self.base_url = config.base_url.rstrip("/")
-        self._client: httpx.AsyncClient | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
-        # The direct requests' own client (http11.py), per event loop as the httpx client.
         self._pool: http11.Pool | None = None
         self._pool_loop: asyncio.AbstractEventLoop | None = None
         self._head, self._json_head = _request_heads(config.api_key)
@@ -302,44 +269,11 @@ class HTTPBackend:
         # the cost of sending a request).
         self._urls: dict[str, httpx.URL] = {}
 
-    # The client belongs to the event loop that first used it (connections cannot move
-    # between loops). A server has one loop, so this is one client per backend; a test run
-    # or a management command with a new loop gets a fresh one instead of a broken pool.
+    # The pool belongs to the event loop that first used it (connections cannot move between
+    # loops). A server has one loop, so this is one pool per backend; a test run or a
+    # management command with a new loop gets a fresh one instead of a broken pool.
     @property
-    def client(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop or self._client.is_closed:
-            self._client = self._make_client()
-            self._client_loop = loop
-        return self._client
-
-    def _make_client(self) -> httpx.AsyncClient:
-        cfg = self.config
-        headers = {"User-Agent": "r1chat"}
-        if cfg.api_key:
-            headers["Authorization"] = f"Bearer {cfg.api_key}"
-        return httpx.AsyncClient(
-            http1=True,
-            http2=False,
-            headers=headers,
-            # read=None: body reads are timed by StreamTimer (idle/no-data/total); a plain
-            # read timeout would also fire during a long, legitimate model load.
-            timeout=httpx.Timeout(
-                connect=cfg.connect_timeout, read=None, write=30.0, pool=cfg.connect_timeout
-            ),
-            # 200 concurrent streams per process are the budget: never queue on the pool.
-            transport=make_transport(
-                httpx.Limits(
-                    max_connections=None, max_keepalive_connections=64, keepalive_expiry=30.0
-                )
-            ),
-        )
-
-    def _direct_pool(self, url: httpx.URL) -> http11.Pool | None:
-        """http11's pool for `url`; None for what only httpx can say what is wrong with: a
-        URL that is not http(s), or an API key that is not a valid header value."""
-        if url.scheme not in ("http", "https") or self._head is None:
-            return None
+    def pool(self) -> http11.Pool:
         loop = asyncio.get_running_loop()
         if self._pool is None or self._pool_loop is not loop or self._pool.closed:
             from . import http11
@@ -352,11 +286,6 @@ class HTTPBackend:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
-        client, self._client = self._client, None
-        if client is not None and not client.is_closed:
-            # RuntimeError: created on a loop that is gone; nothing is left to close.
-            with contextlib.suppress(RuntimeError):
-                await client.aclose()
 
     # --- requests ---
 
@@ -384,8 +313,12 @@ class HTTPBackend:
 
     async def _open(
         self, method: str, path: str, body: dict[str, Any] | None, deadline: float
-    ) -> httpx.Response | http11.Response:
+    ) -> http11.Response:
         """Send a request and return the streaming response once its headers arrived."""
+        if self._head is None or self._json_head is None:
+            raise BackendError(
+                ErrorKind.AUTH, "the API key has characters that cannot be sent in a header"
+            )
         url = self._urls.get(path)
         if url is None:
             absolute = path.startswith(("http://", "https://"))
@@ -398,29 +331,18 @@ class HTTPBackend:
         header_deadline = min(
             deadline, loop.time() + self.config.connect_timeout + self.config.idle_timeout
         )
+        if url.scheme not in ("http", "https"):
+            raise BackendError(ErrorKind.BAD_REQUEST, f"bad backend URL {self.base_url!r}")
         try:
-            pool = self._direct_pool(url)
-            if pool is not None:
-                head = self._json_head if content is not None else self._head
-                assert head is not None
-                async with asyncio.timeout_at(header_deadline):
-                    return await pool.request(
-                        method.encode(),
-                        url,
-                        head,
-                        content or b"",
-                        connect_timeout=self.config.connect_timeout,
-                        make_timer=lambda: StreamTimer(self.config, deadline),
-                    )
-            client = self.client
-            request = client.build_request(
-                method,
-                url,
-                content=content,
-                headers={"Content-Type": "application/json"} if content is not None else None,
-            )
             async with asyncio.timeout_at(header_deadline):
-                return await client.send(request, stream=True)
+                return await self.pool.request(
+                    method.encode(),
+                    url,
+                    self._json_head if content is not None else self._head,
+                    content or b"",
+                    connect_timeout=self.config.connect_timeout,
+                    make_timer=lambda: StreamTimer(self.config, deadline),
+                )
         except TimeoutError:
             which = (
                 "total deadline"
@@ -431,9 +353,7 @@ class HTTPBackend:
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from None
 
-    async def _raise_for_status(
-        self, response: httpx.Response | http11.Response, deadline: float
-    ) -> None:
+    async def _raise_for_status(self, response: http11.Response, deadline: float) -> None:
         if response.status_code < 400:
             return
         body = b""
