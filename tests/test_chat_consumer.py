@@ -35,6 +35,30 @@ def _fresh_layer_and_clients():
     backends._backends.clear()
 
 
+@pytest.fixture(autouse=True)
+async def _generations_end_before_the_database_is_emptied():
+    """A test may end while an answer still streams (the second prompt after a Stop): its
+    runner is cancelled and its last write done before the tables are truncated, which it
+    could otherwise deadlock with (PostgreSQL). Then the database threads finish what they
+    were given (a batch of progress writes the cancelled runner no longer waits for)."""
+    import threading
+
+    from conversations import db
+    from conversations.generation import _running
+
+    yield
+    tasks = [runner.task for runner in list(_running.values()) if runner.task is not None]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    workers = db._pool._max_workers
+    everyone_free = threading.Barrier(workers, timeout=10)
+    await asyncio.gather(
+        *(asyncio.wrap_future(db._pool.submit(everyone_free.wait)) for _ in range(workers))
+    )
+    await sync_to_async(lambda: None)()  # the shared sync thread too
+
+
 @pytest.fixture
 def sim(simulator):
     simulator.reset()
