@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from accounts.models import CHAT_DEFAULTS
 
 from . import catalog
+from .admission import admission
 from .backends.base import ChatRequest
 from .db import Batched
 from .errors import describe_error
@@ -251,6 +252,7 @@ async def _save_once_sent(turn: Turn) -> None:
     by another process finds it only in the database."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(turn.sent.wait(), SAVE_AFTER_AT_MOST)
+    await admission().after_burst(write=True)
     await _insert_new_turn(turn)
 
 

@@ -17,6 +17,7 @@ from channels.layers import get_channel_layer
 from django.utils.translation import gettext as _
 
 from . import actions, catalog
+from .admission import admission
 from .generation import ensure_maintenance, mark_interrupted
 from .models import Message
 from .protocol import MAX_FRAME_BYTES, ClientError, parse_frame
@@ -146,6 +147,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         elif kind in RELAYED:
             await self.send_json(message)
         elif kind == "websocket.receive":
+            await admission().turn()
             global _connections_checked
             now = time.monotonic()
             if now - _connections_checked >= CONNECTION_CHECK_INTERVAL:

@@ -25,6 +25,7 @@ from django.utils import timezone
 from review.usage import record_usage
 
 from . import shutdown
+from .admission import admission
 from .backends import get_backend
 from .backends.base import Answer, BackendError, ChatRequest, Finished, Reasoning, Usage
 from .backends.transport import request_written
@@ -181,6 +182,7 @@ class GenerationRunner:
         client = get_backend(self.backend.config())
         request_written.set(self.request_sent.set)  # (in this task's context only)
         stream = client.stream_chat(self.request)
+        after_burst = admission().after_burst
         try:
             async for event in stream:
                 if isinstance(event, Reasoning):
@@ -208,6 +210,7 @@ class GenerationRunner:
                     continue
                 self.changed_since_persist = True
                 self.dirty.set()
+                await after_burst()
         finally:
             await stream.aclose()  # closes the upstream connection at once
 

@@ -1,0 +1,103 @@
+"""Who goes first when a burst of questions arrives at once.
+
+asyncio runs every callback that is ready in one pass of its loop before it looks at the
+sockets again. When 200 questions arrived together, one pass handled all of them (~0.7 ms
+each): the models' first tokens, there a few milliseconds after each request, waited for the
+whole burst, and every stream's first token came at the end of it.
+
+Now the frames from the tabs are taken PER_PASS per pass while others wait, so between two the
+loop reads the model servers and relays each stream's first token as soon as it comes. While
+questions wait, what can wait does (`after_burst`): the streams that already run hold their
+later tokens, and the new conversations' rows wait to be written (a database thread busy with
+them takes the interpreter from the loop for milliseconds at every pass). Once no question
+waits, the held streams go on HELD_PER_PASS per pass (each catches up on several tokens at
+once: all at once, they delayed the last questions' first tokens), then the writes go. Nothing
+is held longer than HOLD_AT_MOST, however many questions keep coming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import weakref
+
+PER_PASS = 1
+HELD_PER_PASS = 8
+HOLD_AT_MOST = 0.5  # seconds
+
+
+class Admission:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.taken = 0  # frames taken in this pass
+        self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        # (deadline, future), oldest first
+        self.held: collections.deque[tuple[float, asyncio.Future[None]]] = collections.deque()
+        self.writes: collections.deque[tuple[float, asyncio.Future[None]]] = collections.deque()
+        self.scheduled = False
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.waiting or self.held or self.writes)
+
+    async def turn(self) -> None:
+        """Wait for this frame's turn: at once, unless others came in the same pass."""
+        if not self.waiting and self.taken < PER_PASS:
+            self.taken += 1
+            self._schedule()
+            return
+        future = self.loop.create_future()
+        self.waiting.append(future)
+        self._schedule()
+        await future  # (cancelled once its turn came: the next pass comes all the same)
+
+    async def after_burst(self, *, write: bool = False) -> None:
+        """Wait while questions wait for their turn (at once if none do)."""
+        if not self.busy:
+            return
+        future = self.loop.create_future()
+        (self.writes if write else self.held).append((self.loop.time() + HOLD_AT_MOST, future))
+        self._schedule()
+        await future
+
+    def _schedule(self) -> None:
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self._next_pass)
+
+    def _next_pass(self) -> None:
+        self.scheduled = False
+        self.taken = 0
+        while self.waiting and self.taken < PER_PASS:
+            if _release(self.waiting.popleft()):
+                self.taken += 1
+        now = self.loop.time()
+        released = 0
+        while self.held and (
+            self.held[0][0] <= now or (not self.waiting and released < HELD_PER_PASS)
+        ):
+            released += _release(self.held.popleft()[1])
+        while self.writes and (self.writes[0][0] <= now or not (self.waiting or self.held)):
+            _release(self.writes.popleft()[1])
+        if self.busy:
+            self._schedule()
+
+
+def _release(future: asyncio.Future[None]) -> bool:
+    if future.done():
+        return False
+    future.set_result(None)
+    return True
+
+
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Admission] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def admission() -> Admission:
+    loop = asyncio.get_running_loop()
+    found = _by_loop.get(loop)
+    if found is None:
+        found = _by_loop[loop] = Admission(loop)
+    return found

@@ -1,0 +1,146 @@
+"""The order of work in a burst of questions (conversations.admission), on a real event loop.
+
+A "pass" is one run of the loop over its ready callbacks; each test counts passes with a
+callback that re-schedules itself, so "in pass n" is what the loop itself did."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from conversations import admission as admission_module
+from conversations.admission import Admission
+
+
+class Passes:
+    """The number of the loop pass now running (a callback re-scheduled every pass)."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.loop = asyncio.get_running_loop()
+        self.handle = self.loop.call_soon(self._tick)
+
+    def _tick(self) -> None:
+        self.now += 1
+        self.handle = self.loop.call_soon(self._tick)
+
+    def stop(self) -> None:
+        self.handle.cancel()
+
+
+async def test_a_lone_frame_goes_at_once_without_waiting_for_a_pass() -> None:
+    gate = Admission(asyncio.get_running_loop())
+    passes = Passes()
+    await gate.turn()
+    assert passes.now == 0
+    await gate.after_burst()  # nothing waits: nothing is held either
+    await gate.after_burst(write=True)
+    assert passes.now == 0
+    passes.stop()
+
+
+async def test_a_burst_is_taken_one_frame_per_pass_in_arrival_order() -> None:
+    gate = Admission(asyncio.get_running_loop())
+    passes = Passes()
+    taken: list[tuple[int, int]] = []
+
+    async def frame(i: int) -> None:
+        await gate.turn()
+        taken.append((i, passes.now))
+
+    await asyncio.gather(*(frame(i) for i in range(20)))
+    passes.stop()
+    assert [i for i, _ in taken] == list(range(20))
+    seen = [n for _, n in taken]
+    assert len(set(seen)) == 20, f"two frames in one pass: {seen}"
+    assert seen == sorted(seen)
+
+
+async def test_io_between_two_frames_of_a_burst_is_served_before_the_next_frame() -> None:
+    """What a frame's handler starts (a reply read from the model's socket, here a callback
+    one pass later) runs before the burst's last frames are taken."""
+    gate = Admission(asyncio.get_running_loop())
+    order: list[str] = []
+    loop = asyncio.get_running_loop()
+
+    async def frame(i: int) -> None:
+        await gate.turn()
+        order.append(f"frame {i}")
+        if i == 0:
+            loop.call_soon(lambda: loop.call_soon(order.append, "first token"))
+
+    await asyncio.gather(*(frame(i) for i in range(10)))
+    assert order.index("first token") < order.index("frame 5"), order
+
+
+async def test_running_streams_hold_while_questions_wait_then_go_a_few_per_pass() -> None:
+    gate = Admission(asyncio.get_running_loop())
+    passes = Passes()
+    frames_done: list[int] = []
+    resumed: list[int] = []
+    written: list[int] = []
+
+    async def frame() -> None:
+        await gate.turn()
+        frames_done.append(passes.now)
+
+    async def stream() -> None:
+        await gate.after_burst()
+        resumed.append(passes.now)
+
+    async def write() -> None:
+        await gate.after_burst(write=True)
+        written.append(passes.now)
+
+    frames = [asyncio.create_task(frame()) for _ in range(10)]
+    await asyncio.sleep(0)  # the first is taken, nine wait
+    streams = [asyncio.create_task(stream()) for _ in range(20)]
+    writes = [asyncio.create_task(write()) for _ in range(5)]
+    await asyncio.gather(*frames, *streams, *writes)
+    passes.stop()
+    last_frame = max(frames_done)
+    assert min(resumed) >= last_frame  # (the first held go with the last question, after it)
+    per_pass = {n: resumed.count(n) for n in resumed}
+    assert max(per_pass.values()) <= admission_module.HELD_PER_PASS
+    assert len(per_pass) >= 20 // admission_module.HELD_PER_PASS
+    assert min(written) >= max(resumed)
+
+
+async def test_nothing_is_held_longer_than_the_limit_while_questions_keep_coming(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(admission_module, "HOLD_AT_MOST", 0.05)
+    gate = Admission(asyncio.get_running_loop())
+    flood = True
+
+    async def tab() -> None:
+        while flood:
+            await gate.turn()
+
+    feeders = [asyncio.create_task(tab()) for _ in range(3)]  # always another frame waiting
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await asyncio.wait_for(gate.after_burst(), 1.0)
+    held = loop.time() - start
+    await asyncio.wait_for(gate.after_burst(write=True), 1.0)
+    flood = False
+    await asyncio.gather(*feeders)
+    assert 0.04 <= held < 0.5
+
+
+async def test_a_cancelled_waiter_does_not_stall_the_ones_behind_it() -> None:
+    gate = Admission(asyncio.get_running_loop())
+    taken, first, second = (asyncio.create_task(gate.turn()) for _ in range(3))
+    await asyncio.sleep(0)  # one pass: one frame taken, two wait
+    assert taken.done() and not first.done() and not second.done()
+    first.cancel()
+    await asyncio.wait_for(second, 1.0)
+    assert first.cancelled()
+
+
+async def test_each_event_loop_has_its_own_gate() -> None:
+    gate = admission_module.admission()
+    assert admission_module.admission() is gate
+    assert gate.loop is asyncio.get_running_loop()
