@@ -52,7 +52,7 @@ class Admission:
         await future  # (cancelled once its turn came: the next pass comes all the same)
 
     async def after_burst(self, *, write: bool = False) -> None:
-        """Wait while questions wait for their turn (at once if none do)."""
+        """Wait while a burst is taken and caught up on (at once if none is on)."""
         if not self.busy:
             return
         future = self.loop.create_future()

@@ -182,7 +182,7 @@ class GenerationRunner:
         client = get_backend(self.backend.config())
         request_written.set(self.request_sent.set)  # (in this task's context only)
         stream = client.stream_chat(self.request)
-        after_burst = admission().after_burst
+        gate = admission()
         try:
             async for event in stream:
                 if isinstance(event, Reasoning):
@@ -210,7 +210,8 @@ class GenerationRunner:
                     continue
                 self.changed_since_persist = True
                 self.dirty.set()
-                await after_burst()
+                if gate.busy:  # (per token: no coroutine unless a burst is on)
+                    await gate.after_burst()
         finally:
             await stream.aclose()  # closes the upstream connection at once
 

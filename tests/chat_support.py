@@ -17,9 +17,10 @@ from conversations.models import Backend
 PASSWORD = "correct horse battery staple"
 
 
-def make_user(name: str, **extra: Any) -> Any:
+def make_user(name: str, password: str | None = PASSWORD, **extra: Any) -> Any:
+    """A verified user; `password=None` skips hashing one (for many users at once)."""
     user = get_user_model().objects.create_user(
-        username=name, email=f"{name}@example.com", password=PASSWORD, **extra
+        username=name, email=f"{name}@example.com", password=password, **extra
     )
     # Verified, so the accounts rules let this person chat.
     try:

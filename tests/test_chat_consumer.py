@@ -750,19 +750,6 @@ async def test_the_question_leaves_for_the_model_before_the_tabs_are_told(alice)
 # --- a burst of questions -------------------------------------------------------------------
 
 
-def _people(count: int) -> list:
-    """Verified users without a password (hashing 40 passwords took most of the test)."""
-    from allauth.account.models import EmailAddress
-    from django.contrib.auth import get_user_model
-
-    users = []
-    for i in range(count):
-        user = get_user_model().objects.create_user(f"burst{i}", f"burst{i}@example.com", None)
-        EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
-        users.append(user)
-    return users
-
-
 async def test_in_a_burst_the_first_answers_stream_before_the_last_question_is_taken(sim):
     """Many questions ready at once are taken one per pass of the loop: the first streams'
     text reaches their tabs before the burst's last conversations are announced (handled in
@@ -773,7 +760,7 @@ async def test_in_a_burst_the_first_answers_stream_before_the_last_question_is_t
         pytest.skip("the order is the event loop's; through Redis, round trips blur it")
     sim.scenario = Scenario(token_rate=400.0, reasoning_tokens=40, answer_tokens=40)
     count = 40
-    users = await sync_to_async(_people)(count)
+    users = [await sync_to_async(make_user)(f"burst{i}", password=None) for i in range(count)]
     await sync_to_async(make_backend)(sim.base_url)
     tabs = [await Tab.open(user) for user in users]
     loop = asyncio.get_running_loop()
