@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import json
 import os
 import signal
@@ -34,6 +36,7 @@ import tempfile
 import threading
 import time
 from bisect import bisect_left
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,22 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PYTHON = sys.executable
 STALL_SECONDS = 30.0  # no frame for this long: the stream is reported "stalled"
+
+
+@contextlib.contextmanager
+def steady_clock() -> Iterator[None]:
+    """No collector pauses in this client while it times frames: a full collection walking the
+    marks of 200 streams held every reader for tens of milliseconds, at random, and read as
+    latency of whichever side was being measured. Collected once the phase is over."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+        gc.collect()
 
 
 def free_port() -> int:
@@ -430,7 +449,8 @@ def _run_bench(
             print("  one r1chat process")
         print(f"  load average before: {_load()}")
         t = time.perf_counter()
-        direct = asyncio.run(phase_direct(base_url, args.streams, args.model))
+        with steady_clock():
+            direct = asyncio.run(phase_direct(base_url, args.streams, args.model))
         print(f"  phase 1 (simulator directly): {time.perf_counter() - t:.1f} s")
 
         procs = [psutil.Process(server.pid) for server in app_servers]
@@ -452,7 +472,8 @@ def _run_bench(
         cpu_before = sum(sum(p.cpu_times()[:2]) for p in procs)
         others_before = sum(sim_proc.cpu_times()[:2]), sum(me.cpu_times()[:2])
         t = time.perf_counter()
-        app = asyncio.run(phase_app(app_ports, cookies, 2 * (args.reasoning + args.answer)))
+        with steady_clock():
+            app = asyncio.run(phase_app(app_ports, cookies, 2 * (args.reasoning + args.answer)))
         elapsed = time.perf_counter() - t
         cpu_after = sum(sum(p.cpu_times()[:2]) for p in procs)
         others = [

@@ -23,6 +23,11 @@ THRESHOLDS = (700, 10, 100)
 def apply() -> None:
     """Collect what start-up left behind, freeze the rest and set the thresholds (idempotent)."""
     _load_lazy_modules()
+    freeze()
+
+
+def freeze() -> None:
+    """The policy without the URLconf: for a process that serves no views (the simulator)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(*THRESHOLDS)
