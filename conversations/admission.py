@@ -12,7 +12,11 @@ later tokens, and the new conversations' rows wait to be written (a database thr
 them takes the interpreter from the loop for milliseconds at every pass). Once no question
 waits, the held streams go on HELD_PER_PASS per pass (each catches up on several tokens at
 once: all at once, they delayed the last questions' first tokens), then the writes go. Nothing
-is held longer than HOLD_AT_MOST, however many questions keep coming.
+is held longer than HOLD_AT_MOST, however many questions keep coming. A stream holds only while
+questions wait: the writes still waiting for the held streams to go on must not hold them
+again (streams released eight at a time re-held at their next token, behind writes that waited
+for no stream to be held, fell up to half a second behind their model for a second after
+every burst).
 """
 
 from __future__ import annotations
@@ -52,8 +56,9 @@ class Admission:
         await future  # (cancelled once its turn came: the next pass comes all the same)
 
     async def after_burst(self, *, write: bool = False) -> None:
-        """Wait while a burst is taken and caught up on (at once if none is on)."""
-        if not self.busy:
+        """Wait while a burst is taken: a stream while questions wait, a write until the held
+        streams went on too (at once if none is on)."""
+        if not (self.busy if write else self.waiting):
             return
         future = self.loop.create_future()
         (self.writes if write else self.held).append((self.loop.time() + HOLD_AT_MOST, future))

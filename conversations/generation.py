@@ -210,7 +210,7 @@ class GenerationRunner:
                     continue
                 self.changed_since_persist = True
                 self.dirty.set()
-                if gate.busy:  # (per token: no coroutine unless a burst is on)
+                if gate.waiting:  # (per token: no coroutine unless questions wait)
                     await gate.after_burst()
         finally:
             await stream.aclose()  # closes the upstream connection at once

@@ -107,6 +107,29 @@ async def test_running_streams_hold_while_questions_wait_then_go_a_few_per_pass(
     assert min(written) >= max(resumed)
 
 
+async def test_once_no_question_waits_a_stream_is_not_held_again_by_waiting_writes() -> None:
+    """A released stream reads its next token while the burst's writes still wait for the other
+    held streams: it goes on at once (re-held, streams fell behind their model for a second)."""
+    gate = Admission(asyncio.get_running_loop())
+    passes = Passes()
+    seen: list[tuple[bool, int]] = []  # (writes waiting, passes the next token waited)
+
+    async def stream() -> None:
+        await gate.after_burst()
+        writes_waiting, before = bool(gate.writes), passes.now
+        await gate.after_burst()  # its next token
+        seen.append((writes_waiting, passes.now - before))
+
+    frames = [asyncio.create_task(gate.turn()) for _ in range(3)]
+    await asyncio.sleep(0)  # one taken, two wait
+    streams = [asyncio.create_task(stream()) for _ in range(3 * admission_module.HELD_PER_PASS)]
+    writes = [asyncio.create_task(gate.after_burst(write=True)) for _ in range(5)]
+    await asyncio.gather(*frames, *streams, *writes)
+    passes.stop()
+    assert any(waiting for waiting, _ in seen), "no stream went on while writes waited"
+    assert [waited for _, waited in seen] == [0] * len(seen)
+
+
 async def test_nothing_is_held_longer_than_the_limit_while_questions_keep_coming(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
