@@ -14,6 +14,7 @@ from channels.db import aclose_old_connections
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
+from django.utils.functional import LazyObject, empty
 from django.utils.translation import gettext as _
 
 from . import actions, catalog
@@ -86,7 +87,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     # --- socket handlers ------------------------------------------------------------------
 
     async def connect(self) -> None:
-        self.user = self.scope.get("user")
+        self.user = _unwrapped(self.scope.get("user"))
         self.conversation_group: str | None = None
         self.conversation_id: str | None = None
         # message id → deltas held back until that message's snapshot arrives
@@ -310,6 +311,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def user_revoked(self, event: dict[str, Any]) -> None:
         """Signed out, deactivated or password changed: this socket's session is over."""
         await self.close(code=CLOSE_REVOKED)
+
+
+def _unwrapped(user: Any) -> Any:
+    """The user itself rather than Channels' lazy wrapper (resolved by AuthMiddleware before
+    `connect`): every attribute read through the wrapper is a proxied call, dozens per
+    question."""
+    if isinstance(user, LazyObject):
+        if user._wrapped is empty:
+            user._setup()
+        return user._wrapped
+    return user
 
 
 async def _allowed(user: Any) -> bool:
