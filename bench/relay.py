@@ -290,12 +290,17 @@ async def phase_app(ports: list[int], cookies: list[str], max_tokens: int) -> li
     return results
 
 
+def _median_stream(direct: list[dict[str, Any]]) -> dict[str, Any]:
+    """The direct stream that ended in the middle: the reference for characters → time."""
+    return sorted(direct, key=lambda d: d["marks"][-1][0])[len(direct) // 2]
+
+
 def frame_latencies(app: list[dict[str, Any]], direct: list[dict[str, Any]]) -> list[float]:
     """Each frame's arrival beside when the simulator's own reader had the same text, both
     measured from the moment the question was sent (a late start delays every frame of its
     stream). The simulator serves every stream on the same schedule, so the median direct
     stream is the reference clock (characters → seconds)."""
-    reference = sorted(direct, key=lambda d: d["marks"][-1][0])[len(direct) // 2]
+    reference = _median_stream(direct)
     ref_chars = [c for _, c in reference["marks"]]
     ref_times = [t for t, _ in reference["marks"]]
     out = []
@@ -320,7 +325,7 @@ def lateness(
 
     (Measured against one direct stream's own arrivals instead, the floor was up to 80 ms:
     that stream's first token is as late as the simulator's start of the burst made it.)"""
-    reference = sorted(direct, key=lambda d: d["marks"][-1][0])[len(direct) // 2]
+    reference = _median_stream(direct)
     token_chars = [c for _, c in reference["marks"]]  # characters after each token
     out = []
     for result in streams:
