@@ -17,6 +17,8 @@ from channels.layers import get_channel_layer
 from django.utils.functional import LazyObject, empty
 from django.utils.translation import gettext as _
 
+from r1chat import sockets
+
 from . import actions, catalog
 from .admission import admission
 from .generation import ensure_maintenance, mark_interrupted
@@ -49,6 +51,8 @@ def _can_chat(user: Any) -> bool:
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
+    frames: sockets.FrameWriter | None = None  # under Daphne (see __call__)
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Channels' consumer loop, one long-lived reader per source instead of a new task and
         an `asyncio.wait` for every message (a socket gets ~25 frames a second per stream).
@@ -58,7 +62,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
         self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-        self.base_send = send
+        self.base_send = sockets.unwrapped_send(send)
+        websocket = sockets.daphne_websocket(send)
+        if websocket is not None:
+            self.frames = sockets.FrameWriter(websocket, asyncio.get_running_loop())
+            self.base_send = functools.partial(_after_frames, self.frames, self.base_send)
         one_at_a_time = asyncio.Lock()
 
         async def read(source: Any) -> None:
@@ -161,6 +169,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     @classmethod
     async def encode_json(cls, content: dict[str, Any]) -> str:
         return orjson.dumps(content).decode()
+
+    async def send_json(self, content: dict[str, Any], close: bool = False) -> None:
+        data = orjson.dumps(content)
+        if self.frames is None or not self.frames.send(data):
+            await self.send(text_data=data.decode())
+        if close:
+            await self.close()
 
     async def _error(self, exc: ClientError, ref: str | None = None) -> None:
         frame: dict[str, Any] = {"type": "error", "code": exc.code, "detail": exc.detail}
@@ -311,6 +326,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def user_revoked(self, event: dict[str, Any]) -> None:
         """Signed out, deactivated or password changed: this socket's session is over."""
         await self.close(code=CLOSE_REVOKED)
+
+
+async def _after_frames(frames: sockets.FrameWriter, send: Any, message: dict[str, Any]) -> None:
+    """Whatever goes through Daphne (accept, close, a frame the writer does not take) follows
+    the frames the writer still holds."""
+    frames.flush()
+    await send(message)
 
 
 def _unwrapped(user: Any) -> Any:

@@ -32,6 +32,7 @@ from conversations.models import Conversation, Message
 from conversations.simulator import Scenario
 from tests import processes
 from tests.chat_support import assemble, make_backend, make_user, session_cookie
+from tests.processes import WsTab
 
 websockets = pytest.importorskip("websockets")
 
@@ -52,68 +53,6 @@ FAST_RECOVERY = {
     "R1CHAT_HEARTBEAT_INTERVAL": str(HEARTBEAT_SECONDS),
     "R1CHAT_STALE_AFTER": str(STALE_SECONDS),
 }
-
-
-class WsTab:
-    """A browser tab's socket to one process."""
-
-    def __init__(self, ws: Any, name: str) -> None:
-        self.ws = ws
-        self.name = name
-        self.frames: list[dict[str, Any]] = []
-
-    @classmethod
-    async def open(cls, port: int, cookie: str, name: str = "tab") -> WsTab:
-        ws = await websockets.connect(
-            f"ws://127.0.0.1:{port}/ws/chat/",
-            additional_headers={"Origin": f"http://127.0.0.1:{port}", "Cookie": cookie},
-            open_timeout=10,
-            max_size=2**22,
-        )
-        return cls(ws, name)
-
-    async def send(self, frame: dict[str, Any]) -> None:
-        await self.ws.send(json.dumps(frame))
-
-    async def recv(self, timeout: float) -> dict[str, Any]:
-        frame = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
-        self.frames.append(frame)
-        return frame
-
-    async def until(self, kind: str, timeout: float = 15.0, **match: Any) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                seen = [f["type"] for f in self.frames]
-                raise AssertionError(f"{self.name}: no {kind} {match or ''}; got {seen}")
-            try:
-                frame = await self.recv(remaining)
-            except TimeoutError:
-                continue
-            if frame["type"] == kind and all(_field(frame, k) == v for k, v in match.items()):
-                return frame
-
-    async def closed_by_server(self, timeout: float) -> bool:
-        """Read (and keep) frames until the server closes the socket; False on timeout."""
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    await self.recv(timeout)
-        except websockets.exceptions.ConnectionClosed:
-            return True
-        except TimeoutError:
-            return False
-
-    async def close(self) -> None:
-        await self.ws.close()
-
-
-def _field(frame: dict[str, Any], key: str) -> Any:
-    """A frame's field; a sidebar item (`conversation: {id, …}`) compares by its id."""
-    value = frame.get(key)
-    return value["id"] if isinstance(value, dict) and "id" in value else value
 
 
 # --- fixtures ----------------------------------------------------------------------------------
