@@ -17,17 +17,27 @@ questions wait: the writes still waiting for the held streams to go on must not 
 again (streams released eight at a time re-held at their next token, behind writes that waited
 for no stream to be held, fell up to half a second behind their model for a second after
 every burst).
+
+While questions wait, the cyclic garbage collector waits too (`CollectorPause`): nearly
+everything a burst allocates (runners, their requests and frames, the new messages) lives on,
+and collections in the middle of a 200-question burst walked those survivors again and again,
+~7 % of the burst, every question after them later by as much. The collector resumes
+GC_RESUME_AFTER once no question waits (the last questions' first tokens come first), or after
+GC_PAUSE_AT_MOST at the latest; its first collection then walks each survivor once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import weakref
 
 PER_PASS = 1
 HELD_PER_PASS = 8
 HOLD_AT_MOST = 0.5  # seconds
+GC_RESUME_AFTER = 0.1  # seconds without a waiting question
+GC_PAUSE_AT_MOST = 1.0  # seconds
 
 
 class Admission:
@@ -39,6 +49,7 @@ class Admission:
         self.held: collections.deque[tuple[float, asyncio.Future[None]]] = collections.deque()
         self.writes: collections.deque[tuple[float, asyncio.Future[None]]] = collections.deque()
         self.scheduled = False
+        self.collector = CollectorPause(self)
 
     @property
     def busy(self) -> bool:
@@ -52,6 +63,7 @@ class Admission:
             return
         future = self.loop.create_future()
         self.waiting.append(future)
+        self.collector.pause()
         self._schedule()
         await future  # (cancelled once its turn came: the next pass comes all the same)
 
@@ -84,8 +96,55 @@ class Admission:
             released += _release(self.held.popleft()[1])
         while self.writes and (self.writes[0][0] <= now or not (self.waiting or self.held)):
             _release(self.writes.popleft()[1])
+        if not self.waiting:
+            self.collector.quiet()
         if self.busy:
             self._schedule()
+
+
+class CollectorPause:
+    """The garbage collector off while questions wait (see the module's docstring)."""
+
+    def __init__(self, gate: Admission) -> None:
+        self.gate = gate
+        self.paused = False
+        self.spent = False  # paused for GC_PAUSE_AT_MOST: not again until no question waits
+        self.limit: asyncio.TimerHandle | None = None
+        self.resuming: asyncio.TimerHandle | None = None
+
+    def pause(self) -> None:
+        if self.resuming is not None:
+            self.resuming.cancel()
+            self.resuming = None
+        if self.paused or self.spent or not gc.isenabled():
+            return  # (a process that turned collection off keeps it off)
+        global _paused_by
+        gc.disable()
+        self.paused, _paused_by = True, self
+        self.limit = self.gate.loop.call_later(GC_PAUSE_AT_MOST, self.resume, True)
+
+    def quiet(self) -> None:
+        """No question waits (now)."""
+        self.spent = False
+        if self.paused and self.resuming is None:
+            self.resuming = self.gate.loop.call_later(GC_RESUME_AFTER, self.resume)
+
+    def resume(self, at_the_limit: bool = False) -> None:
+        global _paused_by
+        for timer in (self.limit, self.resuming):
+            if timer is not None:
+                timer.cancel()
+        self.limit = self.resuming = None
+        if self.paused:
+            self.paused = False
+            _paused_by = None
+            gc.enable()
+        self.spent = at_the_limit and bool(self.gate.waiting)
+
+
+# The pause in force, if any: a loop closed in the middle of one (a test, a management command)
+# must not leave the process without a collector.
+_paused_by: CollectorPause | None = None
 
 
 def _release(future: asyncio.Future[None]) -> bool:
@@ -102,6 +161,8 @@ _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Admission] = (
 
 def admission() -> Admission:
     loop = asyncio.get_running_loop()
+    if _paused_by is not None and _paused_by.gate.loop.is_closed():
+        _paused_by.resume()
     found = _by_loop.get(loop)
     if found is None:
         found = _by_loop[loop] = Admission(loop)

@@ -6,6 +6,8 @@ callback that re-schedules itself, so "in pass n" is what the loop itself did.""
 from __future__ import annotations
 
 import asyncio
+import gc
+from typing import Any
 
 import pytest
 
@@ -167,3 +169,99 @@ async def test_each_event_loop_has_its_own_gate() -> None:
     gate = admission_module.admission()
     assert admission_module.admission() is gate
     assert gate.loop is asyncio.get_running_loop()
+
+
+# --- the collector waits while questions wait --------------------------------------------------
+
+
+@pytest.fixture
+def collector() -> Any:
+    """The collector on, as in the server, and on again after the test whatever happened."""
+    was = gc.isenabled()
+    gc.enable()
+    yield
+    admission_module._paused_by = None
+    if was:
+        gc.enable()
+    else:
+        gc.disable()
+
+
+async def test_the_collector_waits_while_questions_wait_and_resumes_after_them(
+    collector: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(admission_module, "GC_RESUME_AFTER", 0.05)
+    gate = Admission(asyncio.get_running_loop())
+    seen: list[bool] = []
+
+    async def question() -> None:
+        await gate.turn()
+        seen.append(gc.isenabled())
+
+    await question()  # a lone question: no burst, nothing paused
+    assert seen == [True] and gc.isenabled()
+    seen.clear()
+    await asyncio.gather(*(question() for _ in range(10)))
+    assert seen[0] is True  # the first of the burst went at once
+    assert not any(seen[1:]), "collected while questions waited"
+    assert not gc.isenabled()  # still off: the last questions' first tokens come first
+    loop = asyncio.get_running_loop()
+    quiet = loop.time()
+    while not gc.isenabled():
+        assert loop.time() - quiet < 1.0, "the collector did not resume"
+        await asyncio.sleep(0.01)
+    assert loop.time() - quiet >= 0.04
+
+
+async def test_the_collector_waits_no_longer_than_the_limit_while_questions_keep_coming(
+    collector: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(admission_module, "GC_PAUSE_AT_MOST", 0.1)
+    gate = Admission(asyncio.get_running_loop())
+    flood = True
+    off_while_flooding: list[bool] = []
+
+    async def tab() -> None:
+        while flood:
+            await gate.turn()
+            off_while_flooding.append(not gc.isenabled())
+
+    feeders = [asyncio.create_task(tab()) for _ in range(3)]  # always another frame waiting
+    await asyncio.sleep(0.05)
+    assert not gc.isenabled()
+    await asyncio.sleep(0.2)
+    assert gc.isenabled()  # back at the limit, and not paused again while the flood lasts
+    off_while_flooding.clear()
+    await asyncio.sleep(0.05)
+    assert off_while_flooding and not any(off_while_flooding)
+    flood = False
+    await asyncio.gather(*feeders)
+
+
+async def test_a_process_that_turned_the_collector_off_keeps_it_off(collector: Any) -> None:
+    gc.disable()
+    gate = Admission(asyncio.get_running_loop())
+    await asyncio.gather(*(gate.turn() for _ in range(5)))
+    await asyncio.sleep(admission_module.GC_RESUME_AFTER + 0.05)
+    assert not gc.isenabled()
+
+
+def test_a_loop_closed_in_the_middle_of_a_pause_does_not_leave_the_collector_off(
+    collector: Any,
+) -> None:
+    async def burst_then_close() -> None:
+        gate = admission_module.admission()
+        tasks = [asyncio.create_task(gate.turn()) for _ in range(5)]
+        await asyncio.sleep(0)
+        assert not gc.isenabled()
+        for task in tasks:
+            task.cancel()
+
+    asyncio.run(burst_then_close())  # the loop is gone before the resume was due
+    assert not gc.isenabled()
+
+    async def next_use() -> None:
+        admission_module.admission()
+
+    asyncio.run(next_use())
+    assert gc.isenabled()
