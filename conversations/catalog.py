@@ -23,11 +23,13 @@ _model_cache: dict[int, tuple[float, Any, list[ModelInfo], str | None]] = {}
 _fetching: dict[int, asyncio.Future[tuple[list[ModelInfo], str | None]]] = {}
 
 # The enabled backends, read from the database when the version in the shared cache changes
-# (every save or delete of a Backend bumps it) or after BACKENDS_SECONDS at the latest (a
-# change made by another process that does not share the cache, e.g. `manage.py shell`).
+# (every save or delete of a Backend bumps it) and refreshed after BACKENDS_SECONDS (a change
+# made by another process that does not share the cache, e.g. `manage.py shell`).
 BACKENDS_VERSION_KEY = "r1chat:backends-version"
 BACKENDS_SECONDS = 2.0
 _backends: tuple[float, Any, list[Backend]] | None = None
+# The lookup in flight and the version it reads for: one query however many questions ask.
+_lookup: tuple[Any, asyncio.Task[list[Backend]]] | None = None
 
 
 def backends_changed(**kwargs: Any) -> None:
@@ -39,13 +41,37 @@ def backends_changed(**kwargs: Any) -> None:
 
 
 async def enabled_backends() -> list[Backend]:
-    global _backends
+    """The enabled backends. A list older than BACKENDS_SECONDS is still answered at once while
+    a fresh one is read in the background: every question needs it, and a question after a
+    quiet moment waited for a database round trip through the shared sync thread (a burst of
+    them, for one each)."""
     version = cache.get(BACKENDS_VERSION_KEY)  # sync on purpose: no thread hop for a cache hit
-    now = time.monotonic()
-    if _backends is not None and _backends[1] == version and now - _backends[0] < BACKENDS_SECONDS:
+    if _backends is not None and _backends[1] == version:
+        if time.monotonic() - _backends[0] >= BACKENDS_SECONDS:
+            _look_up(version)
         return _backends[2]
+    return await asyncio.shield(_look_up(version))
+
+
+def _look_up(version: Any) -> asyncio.Task[list[Backend]]:
+    global _lookup
+    loop = asyncio.get_running_loop()
+    if (
+        _lookup is None
+        or _lookup[0] != version
+        or _lookup[1].done()
+        or (_lookup[1].get_loop() is not loop)
+    ):
+        _lookup = (version, loop.create_task(_read_backends(version)))
+    return _lookup[1]
+
+
+async def _read_backends(version: Any) -> list[Backend]:
+    global _backends
+    started = time.monotonic()
     rows = [b async for b in Backend.objects.filter(enabled=True)]
-    _backends = (now, version, rows)
+    if cache.get(BACKENDS_VERSION_KEY) == version:  # (not if a change came meanwhile)
+        _backends = (started, version, rows)
     return rows
 
 
