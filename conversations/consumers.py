@@ -21,7 +21,7 @@ from r1chat import sockets
 
 from . import actions, catalog
 from .admission import admission
-from .generation import ensure_maintenance, mark_interrupted
+from .generation import ensure_maintenance, mark_interrupted, running
 from .models import Message
 from .protocol import MAX_FRAME_BYTES, ClientError, parse_frame
 from .threads import serialize_message
@@ -208,6 +208,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def _resume(self, message: Message) -> None:
         """Ask the runner (in any process) for everything so far; hold live deltas meanwhile."""
         message_id = str(message.uuid)
+        runner = running(message_id)
+        if runner is not None:  # in this process: its snapshot now, not through the layer
+            self.awaiting[message_id] = []
+            await self.generation_snapshot(runner.snapshot())
+            return
         if message.is_stale:
             await mark_interrupted(message)  # its process died; the done frame reaches us too
             return

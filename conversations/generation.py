@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Any
 
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -125,17 +125,24 @@ class GenerationRunner:
         return self.task
 
     async def _run(self) -> None:
-        helpers: list[asyncio.Task[Any]] = []
+        listener: asyncio.Task[None] | None = None
+        others: list[asyncio.Task[None]] = []
         status = Message.Status.COMPLETE
         error: dict[str, Any] | None = None
         try:
-            # The default prefix, as the consumers' channels: channels-redis keeps one Redis
-            # queue per prefix and a process-wide lock around the blocking pop, so a second
-            # prefix made runners and sockets take turns holding the pop for seconds.
-            self.control_channel = await self.layer.new_channel()
-            await self.layer.group_add(self.conversation.control_group_name, self.control_channel)
-            helpers = [
-                asyncio.create_task(self._listen()),
+            if not isinstance(self.layer, InMemoryChannelLayer):
+                # Tabs in other processes reach this runner through its control group; in
+                # this process they find it in `_running` (the only way, with a layer of one
+                # process). The default prefix, as the consumers' channels: channels-redis
+                # keeps one Redis queue per prefix and a process-wide lock around the blocking
+                # pop, so a second prefix made runners and sockets take turns holding the pop
+                # for seconds.
+                self.control_channel = await self.layer.new_channel()
+                await self.layer.group_add(
+                    self.conversation.control_group_name, self.control_channel
+                )
+                listener = asyncio.create_task(self._listen())
+            others = [
                 asyncio.create_task(self._flusher()),
                 asyncio.create_task(self._persister()),
             ]
@@ -159,7 +166,6 @@ class GenerationRunner:
             error = describe_error("internal")
         finally:
             self.request_sent.set()
-            listener, others = (helpers[0], helpers[1:]) if helpers else (None, [])
             try:
                 # Not while a delta is being sent: a group_send cancelled half-way (several
                 # Redis round trips) drops the frame after its seq and text were taken, so tabs
