@@ -4,13 +4,16 @@ servers, the simulator and small raw ones that misbehave on purpose."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
-from conversations.backends.base import BackendConfig, ErrorKind
+from conversations.admission import admission
+from conversations.backends.base import Answer, BackendConfig, ErrorKind, Reasoning
+from conversations.backends.http11 import _read_head
 from conversations.backends.openai import OpenAIBackend
-from conversations.backends.transport import request_written
+from conversations.backends.transport import AsyncioStream, _Protocol, request_written
 from conversations.simulator import Scenario, Simulator
 from tests.test_backend_scenarios import collect, make_backend, make_request
 
@@ -244,3 +247,62 @@ async def test_the_pool_keeps_at_most_64_idle_connections(sim: Simulator) -> Non
     assert len(peers(sim)) == 1
     await backend.aclose()
     assert backend._pool is None  # type: ignore[attr-defined]
+
+
+async def test_a_stream_nobody_reads_during_a_burst_waits_in_the_kernel_and_loses_nothing(
+    sim: Simulator,
+) -> None:
+    """A stream held while a burst of questions is taken (conversations.admission) stops
+    reading its socket at the next data; reading resumes when the stream is read again."""
+    sim.scenario = Scenario(profile="deepseek", reasoning_tokens=30, answer_tokens=30,
+                            token_rate=200)  # fmt: skip
+    backend = make_backend(sim, "deepseek")
+    stream = backend.stream_chat(make_request("deepseek"))
+    events = [await anext(stream)]
+    gate = admission()
+    flood = True
+
+    async def tab() -> None:  # questions always waiting for their turn
+        while flood:
+            await gate.turn()
+
+    feeders = [asyncio.create_task(tab()) for _ in range(3)]
+    await asyncio.sleep(0.15)  # ~30 tokens come meanwhile; nobody reads them
+    [protocol] = [p for p in gc.get_objects() if type(p) is _Protocol and p.transport
+                  and not p.transport.is_closing()]  # fmt: skip
+    assert protocol.reading_paused and not protocol.transport.is_reading()
+    held = len(protocol.buffer)
+    await asyncio.sleep(0.1)
+    assert len(protocol.buffer) == held  # the rest waits in the kernel
+    flood = False
+    await asyncio.gather(*feeders)
+    events += [event async for event in stream]
+    reasoning = "".join(e.text for e in events if isinstance(e, Reasoning))
+    answer = "".join(e.text for e in events if isinstance(e, Answer))
+    assert (reasoning, answer) == sim.expected()
+    await backend.aclose()
+
+
+async def test_a_paused_connection_is_read_again_for_the_next_response_head() -> None:
+    """A kept-alive connection paused while nobody read it still gets its next response."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_connection(_Protocol, "127.0.0.1", port)
+    transport.pause_reading()  # as data_received does in a burst
+    protocol.reading_paused = True
+    stream = AsyncioStream(transport, protocol)
+    await stream.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, _reason, _version, _headers = await asyncio.wait_for(_read_head(stream), 2.0)
+    assert status == 200 and not protocol.reading_paused
+    transport.close()
+    server.close()
+    await server.wait_closed()

@@ -3,7 +3,10 @@ per packet.
 
 An `asyncio.Protocol` buffers what arrives and wakes at most one reader, without touching the
 selector: no cancel scope per read and no pausing and resuming of the socket (two epoll_ctl
-calls), as a stream-based reader would do for every token at 200 streams × 50 tokens/s.
+calls), as a stream-based reader would do for every token at 200 streams × 50 tokens/s. It
+pauses the socket only when nobody reads: the reader is slow, or a burst of questions is taken
+and the stream holds its tokens (conversations.admission), once per burst instead of a read per
+token meanwhile.
 `body.RawBody` and http11's header reader read its buffer directly.
 """
 
@@ -24,6 +27,12 @@ LOW_WATER = 1 << 18
 # socket: a generation runner learns its question has left for the model (GenerationRunner.
 # request_sent) without waiting for the response.
 request_written: ContextVar[Callable[[], None] | None] = ContextVar("request_written", default=None)
+
+
+def _burst() -> bool:
+    from conversations.admission import admission
+
+    return bool(admission().waiting)
 
 
 def notify_request_written() -> None:
@@ -49,8 +58,16 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        self._wake_reader()
-        if len(self.buffer) > HIGH_WATER and self.transport is not None:
+        if self.read_waiter is not None:
+            self._wake_reader()
+            if len(self.buffer) <= HIGH_WATER:
+                return
+        elif len(self.buffer) <= HIGH_WATER and not _burst():
+            return
+        # Nobody reads now while a burst of questions is taken (a held stream, see
+        # conversations.admission): its next tokens wait in the kernel, not a read each
+        # (~10 per stream per burst, each a wakeup of the loop); or the reader is slow.
+        if self.transport is not None and not self.reading_paused:
             self.transport.pause_reading()
             self.reading_paused = True
 
