@@ -99,9 +99,18 @@ def daphne_websocket(send: Any) -> Any:
         and getattr(send.func, "__func__", None) is Server.handle_reply
         and len(send.args) == 1
         and isinstance(send.args[0], WebSocketProtocol)
+        and all(hasattr(send.args[0], name) for name in _AUTOBAHN_STATE)
     ):
         return send.args[0]
     return None
+
+
+# What FrameWriter reads of autobahn's protocol; another autobahn without them is sent to
+# through Daphne as before.
+_AUTOBAHN_STATE = (
+    "state", "STATE_OPEN", "transport", "_perMessageCompress", "send_queue", "autoFragmentSize",
+    "maxMessagePayloadSize", "logFrames", "logOctets", "trackedTimings",
+)  # fmt: skip
 
 
 def text_frame(payload: bytes) -> bytes:

@@ -125,7 +125,7 @@ def test_frames_pending_when_the_socket_closes_are_not_sent() -> None:
 
 
 def test_daphnes_websocket_is_found_behind_the_session_wrapper() -> None:
-    protocol = WebSocketProtocol()
+    protocol, _transport = _open_websocket()
     daphne_send = functools.partial(_server().handle_reply, protocol)
     wrapper = InstanceSessionWrapper({"cookies": {}}, daphne_send)
     assert sockets.unwrapped_send(wrapper.send) is daphne_send
@@ -136,6 +136,8 @@ def test_daphnes_websocket_is_found_behind_the_session_wrapper() -> None:
 
     assert sockets.daphne_websocket(InstanceSessionWrapper({"cookies": {}}, elsewhere).send) is None
     assert sockets.daphne_websocket(elsewhere) is None
+    del protocol.send_queue  # an autobahn that keeps its state otherwise: through Daphne
+    assert sockets.daphne_websocket(wrapper.send) is None
 
 
 @pytest.mark.django_db(transaction=True)
