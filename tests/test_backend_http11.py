@@ -257,8 +257,10 @@ async def test_a_stream_nobody_reads_during_a_burst_waits_in_the_kernel_and_lose
     sim.scenario = Scenario(profile="deepseek", reasoning_tokens=30, answer_tokens=30,
                             token_rate=200)  # fmt: skip
     backend = make_backend(sim, "deepseek")
+    before = set(map(id, _protocols()))  # (other tests' connections may still be open)
     stream = backend.stream_chat(make_request("deepseek"))
     events = [await anext(stream)]
+    [protocol] = [p for p in _protocols() if id(p) not in before]
     gate = admission()
     flood = True
 
@@ -268,8 +270,6 @@ async def test_a_stream_nobody_reads_during_a_burst_waits_in_the_kernel_and_lose
 
     feeders = [asyncio.create_task(tab()) for _ in range(3)]
     await asyncio.sleep(0.15)  # ~30 tokens come meanwhile; nobody reads them
-    [protocol] = [p for p in gc.get_objects() if type(p) is _Protocol and p.transport
-                  and not p.transport.is_closing()]  # fmt: skip
     assert protocol.reading_paused and not protocol.transport.is_reading()
     held = len(protocol.buffer)
     await asyncio.sleep(0.1)
@@ -281,6 +281,12 @@ async def test_a_stream_nobody_reads_during_a_burst_waits_in_the_kernel_and_lose
     answer = "".join(e.text for e in events if isinstance(e, Answer))
     assert (reasoning, answer) == sim.expected()
     await backend.aclose()
+
+
+def _protocols() -> list[_Protocol]:
+    """The open connections of the backends' client in this process."""
+    return [p for p in gc.get_objects() if type(p) is _Protocol and p.transport is not None
+            and not p.transport.is_closing()]  # fmt: skip
 
 
 async def test_a_paused_connection_is_read_again_for_the_next_response_head() -> None:
