@@ -117,9 +117,8 @@ class RawBody:
                 self._waiter = None
         data = bytes(protocol.buffer)
         protocol.buffer.clear()
-        if protocol.reading_paused and len(protocol.buffer) < LOW_WATER:
-            protocol.reading_paused = False
-            self._transport.resume_reading()
+        if len(protocol.buffer) < LOW_WATER:
+            protocol.resume()
         return data
 
     def _at_eof(self) -> None:

@@ -360,9 +360,7 @@ async def _read_head(stream: AsyncioStream) -> tuple[int, str, str, Headers]:
                     raise _Stale("Server disconnected without sending a response.")
                 raise _protocol_error("the connection closed in the middle of the headers")
             start = max(0, len(buffer) - 3)
-            if protocol.reading_paused:  # (paused while a burst went on: this read needs more)
-                protocol.reading_paused = False
-                stream._transport.resume_reading()
+            protocol.resume()  # (paused while a burst went on: this read needs more)
             protocol.read_waiter = loop.create_future()
             try:
                 await protocol.read_waiter

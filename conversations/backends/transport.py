@@ -71,6 +71,13 @@ class _Protocol(asyncio.Protocol):
             self.transport.pause_reading()
             self.reading_paused = True
 
+    def resume(self) -> None:
+        """Read the socket again, if it was paused (a slow reader, or a stream held through a
+        burst)."""
+        if self.reading_paused and self.transport is not None:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
     def eof_received(self) -> bool:
         self.eof = True
         self._wake_reader()
