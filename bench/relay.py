@@ -5,11 +5,14 @@ the model simulator directly, in one run.
     .venv/bin/python bench/relay.py --streams 200 --rate 50 --reasoning 800 --answer 1600
 
 Three processes: the simulator (`manage.py simulate_models`), one r1chat server (Daphne, this
-file with --serve, counting database writes), and this client. Phase 1 reads N streams straight
-from the simulator; phase 2 sends N chat messages at once over N WebSockets and reads the
-frames. Printed: tokens delivered, time to first token added by r1chat (p50/p99), added
-per-frame latency (p50/p99), server CPU seconds per 1,000 tokens, server memory, and database
-writes per message.
+file with --serve, counting database writes), and this client. A round is two bursts back to
+back: N streams read straight from the simulator (a light client on connections opened before
+the burst), and N chat messages sent at once over N WebSockets to r1chat; the order alternates
+from round to round, and each round's added time to first token is the difference of its two
+bursts, so that the machine's speed, which drifts from one minute to the next, weighs on both.
+Printed: each round's time to first token on both sides, tokens delivered, time to first token
+added by r1chat (p50/p99, the median of the rounds), added per-frame latency (p50/p99), server
+CPU seconds per 1,000 tokens, server memory, and database writes per message.
 
     .venv/bin/python bench/relay.py --streams 200 --processes 2 --redis redis://127.0.0.1:6379/8
 
@@ -44,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PYTHON = sys.executable
 STALL_SECONDS = 30.0  # no frame for this long: the stream is reported "stalled"
+SETTLE_SECONDS = 3.0  # after each burst: the last writes and title requests settle
 
 
 @contextlib.contextmanager
@@ -167,58 +171,111 @@ def _start_sampler(path: str) -> None:
     atexit.register(dump)
 
 
-# --- phase 1: the simulator directly --------------------------------------------------------
+# --- the simulator read directly -----------------------------------------------------------
 
 
-async def direct_stream(client: Any, url: str, model: str, results: list[dict[str, Any]]) -> None:
-    body = {
-        "model": model,
-        "messages": [{"role": "user", "content": "How are mass and energy related?"}],
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        "thinking": {"type": "enabled"},
-    }
+def _direct_request(model: str) -> bytes:
+    body = json.dumps(
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": "How are mass and energy related?"}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "thinking": {"type": "enabled"},
+        }
+    ).encode()
+    head = (
+        "POST /chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def _body_pieces(reader: asyncio.StreamReader, chunked: bool) -> Any:
+    """The response body as it arrives: chunked transfer coding decoded, else until EOF."""
+    if not chunked:
+        while piece := await reader.read(65536):
+            yield piece
+        return
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        if size == 0:
+            return
+        yield (await reader.readexactly(size + 2))[:-2]
+
+
+async def direct_stream(
+    port: int, request: bytes, results: list[dict[str, Any]], go: asyncio.Event, after: float
+) -> None:
+    """One stream read straight from the simulator, by a client as light as this file can make
+    it: the connection is open before the burst (as a kept-alive one would be), the request is
+    one write, and the SSE lines are split by hand. (An httpx client spent ~110 ms of its own
+    CPU on a burst of 200 requests before it read the first reply, which made the simulator's
+    time to first token look like ~135 ms instead of ~20.)"""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await go.wait()
+    if after:
+        await asyncio.sleep(after)
     start = time.perf_counter()
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise SystemExit(f"the simulator answered {head.splitlines()[0]!r}")
+    chunked = b"transfer-encoding: chunked" in head.lower()
     marks: list[tuple[float, int]] = []  # (time since start, cumulative characters)
     chars = 0
     first: float | None = None
-    async with client.stream("POST", url, json=body) as response:
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
+    pending = b""
+    async for piece in _body_pieces(reader, chunked):
+        *lines, pending = (pending + piece).split(b"\n")
+        text = ""
+        done = False
+        for line in lines:
+            if not line.startswith(b"data: "):
                 continue
+            if line.startswith(b"data: [DONE]"):
+                done = True
+                break
             chunk = json.loads(line[6:])
-            if not chunk.get("choices"):
-                continue
-            delta = chunk["choices"][0].get("delta") or {}
-            text = (delta.get("reasoning_content") or "") + (delta.get("content") or "")
-            if text:
-                now = time.perf_counter() - start
-                first = now if first is None else first
-                chars += len(text)
-                marks.append((now, chars))
+            if chunk.get("choices"):
+                delta = chunk["choices"][0].get("delta") or {}
+                text += (delta.get("reasoning_content") or "") + (delta.get("content") or "")
+        if text:
+            now = time.perf_counter() - start
+            first = now if first is None else first
+            chars += len(text)
+            marks.append((now, chars))
+        if done:
+            break
+    writer.close()
     results.append({"ttft": first, "marks": marks, "chars": chars})
 
 
-async def phase_direct(base_url: str, streams: int, model: str) -> list[dict[str, Any]]:
-    import httpx
-
+async def phase_direct(port: int, streams: int, model: str, spread: float) -> list[dict[str, Any]]:
+    """Every client sends at once, on connections opened before."""
     results: list[dict[str, Any]] = []
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=streams)
-    async with httpx.AsyncClient(timeout=None, limits=limits) as client:
-        await asyncio.gather(
-            *(
-                direct_stream(client, f"{base_url}/chat/completions", model, results)
-                for _ in range(streams)
-            )
-        )
+    go = asyncio.Event()
+    request = _direct_request(model)
+    tasks = [
+        asyncio.create_task(direct_stream(port, request, results, go, i * spread / streams))
+        for i in range(streams)
+    ]
+    await asyncio.sleep(2.0)  # every connection open before the burst
+    go.set()
+    await asyncio.gather(*tasks)
     return results
 
 
-# --- phase 2: through r1chat ----------------------------------------------------------------
+# --- through r1chat ------------------------------------------------------------------------
 
 
 async def app_stream(
-    url: str, cookie: str, results: list[dict[str, Any]], go: asyncio.Event, max_tokens: int
+    url: str,
+    cookie: str,
+    results: list[dict[str, Any]],
+    go: asyncio.Event,
+    max_tokens: int,
+    after: float,
 ) -> None:
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
@@ -227,6 +284,8 @@ async def app_stream(
         url, origin="http://127.0.0.1", additional_headers={"Cookie": cookie}, max_size=2**24
     ) as ws:  # type: ignore[arg-type]
         await go.wait()
+        if after:
+            await asyncio.sleep(after)
         start = time.perf_counter()
         await ws.send(
             json.dumps(
@@ -275,13 +334,19 @@ async def app_stream(
     )
 
 
-async def phase_app(ports: list[int], cookies: list[str], max_tokens: int) -> list[dict[str, Any]]:
+async def phase_app(
+    ports: list[int], cookies: list[str], max_tokens: int, spread: float
+) -> list[dict[str, Any]]:
     """Every client sends at once; the sockets are spread evenly over the servers."""
     results: list[dict[str, Any]] = []
     go = asyncio.Event()
     urls = [f"ws://127.0.0.1:{port}/ws/chat/" for port in ports]
     tasks = [
-        asyncio.create_task(app_stream(urls[i % len(urls)], cookie, results, go, max_tokens))
+        asyncio.create_task(
+            app_stream(
+                urls[i % len(urls)], cookie, results, go, max_tokens, i * spread / len(cookies)
+            )
+        )
         for i, cookie in enumerate(cookies)
     ]
     await asyncio.sleep(2.0)  # every socket open before the burst
@@ -343,6 +408,18 @@ def main() -> None:
     parser.add_argument("--reasoning", type=int, default=800)
     parser.add_argument("--answer", type=int, default=1600)
     parser.add_argument("--model", default="deepseek-v4-flash")
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=0.0,
+        help="seconds over which the questions of a burst are sent, evenly (0: all at once)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="bursts on each side, alternating between the simulator directly and r1chat",
+    )
     parser.add_argument(
         "--processes",
         type=int,
@@ -465,20 +542,16 @@ def _run_bench(
 
         print(f"r1chat relay benchmark: {args.streams} streams × {args.rate:g} tokens/s, "
               f"{args.reasoning} reasoning + {args.answer} answer tokens each")  # fmt: skip
+        print(f"  {args.rounds} rounds; the questions of a burst sent "
+              + (f"evenly over {args.spread:g} s" if args.spread else "all at once"))  # fmt: skip
         if args.processes > 1:
             print(f"  {args.processes} r1chat processes, PostgreSQL + Redis channel layer "
                   f"({args.redis}), half of the sockets on each")  # fmt: skip
         else:
             print("  one r1chat process")
         print(f"  load average before: {_load()}")
-        t = time.perf_counter()
-        with steady_clock():
-            direct = asyncio.run(phase_direct(base_url, args.streams, args.model))
-        print(f"  phase 1 (simulator directly): {time.perf_counter() - t:.1f} s")
-
         procs = [psutil.Process(server.pid) for server in app_servers]
         rss_idle = [p.memory_info().rss for p in procs]
-        writes_before = _writes(writes_files)
         peak = {"rss": list(rss_idle)}
         sampling = threading.Event()
 
@@ -492,32 +565,54 @@ def _run_bench(
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         sim_proc, me = psutil.Process(sim.pid), psutil.Process()
-        cpu_before = sum(sum(p.cpu_times()[:2]) for p in procs)
-        others_before = sum(sim_proc.cpu_times()[:2]), sum(me.cpu_times()[:2])
-        t = time.perf_counter()
-        with steady_clock():
-            app = asyncio.run(phase_app(app_ports, cookies, 2 * (args.reasoning + args.answer)))
-        elapsed = time.perf_counter() - t
-        cpu_after = sum(sum(p.cpu_times()[:2]) for p in procs)
-        others = [
-            after - before
-            for after, before in zip(
-                (sum(sim_proc.cpu_times()[:2]), sum(me.cpu_times()[:2])), others_before, strict=True
-            )
-        ]
-        print(f"  phase 2 CPU of the simulator / this client: {others[0]:.1f} / {others[1]:.1f} s")
+        rounds: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = []
+        cpu = writes = 0.0
+        for number in range(args.rounds):
+            # Alternate the order (direct first, then r1chat first, ...): a machine that slows
+            # down or speeds up during the run weighs on both sides alike.
+            order = ("direct", "r1chat") if number % 2 == 0 else ("r1chat", "direct")
+            results: dict[str, list[dict[str, Any]]] = {}
+            for side in order:
+                writes_before = _writes(writes_files)
+                cpu_before = sum(sum(p.cpu_times()[:2]) for p in procs)
+                others_before = sum(sim_proc.cpu_times()[:2]), sum(me.cpu_times()[:2])
+                t = time.perf_counter()
+                with steady_clock():
+                    if side == "direct":
+                        burst = phase_direct(sim_port, args.streams, args.model, args.spread)
+                    else:
+                        tokens = 2 * (args.reasoning + args.answer)
+                        burst = phase_app(app_ports, cookies, tokens, args.spread)
+                    results[side] = asyncio.run(burst)
+                elapsed = time.perf_counter() - t
+                if side == "r1chat":
+                    cpu += sum(sum(p.cpu_times()[:2]) for p in procs) - cpu_before
+                others = (
+                    sum(sim_proc.cpu_times()[:2]) - others_before[0],
+                    sum(me.cpu_times()[:2]) - others_before[1],
+                )
+                time.sleep(SETTLE_SECONDS)  # the last persistence writes and titles settle
+                if side == "r1chat":
+                    writes += _writes(writes_files) - writes_before
+                print(
+                    f"  round {number + 1}, {side + ':':<8} {elapsed:5.1f} s "
+                    f"(CPU of the simulator / this client {others[0]:.1f} / {others[1]:.1f} s; "
+                    f"server RSS now {_rss(procs)})"
+                )
+            rounds.append((", ".join(order), results["direct"], results["r1chat"]))
         sampling.set()
-        time.sleep(2.0)  # the last persistence writes and title requests settle
-        writes = _writes(writes_files) - writes_before
-        print(f"  phase 2 (through r1chat):     {elapsed:.1f} s")
         print(f"  load average after: {_load()}")
-        _report(args, direct, app, cpu_after - cpu_before, rss_idle, peak["rss"], writes)
+        _report(args, rounds, cpu, rss_idle, peak["rss"], int(writes))
     finally:
         for server in reversed(servers):  # the app servers first, the simulator last
             server.terminate()
         for server in servers:
             server.wait(10)
         servers.clear()
+
+
+def _rss(procs: list[Any]) -> str:
+    return ", ".join(f"{p.memory_info().rss / 2**20:.0f}" for p in procs) + " MiB"
 
 
 def _writes(files: list[str]) -> int:
@@ -542,36 +637,52 @@ def _wait_for(url: str, timeout: float = 30.0) -> None:
     raise SystemExit(f"{url} did not come up")
 
 
-def _report(args: Any, direct: list, app: list, cpu: float, rss_idle: list[int],
+def _report(args: Any, rounds: list[tuple[str, list, list]], cpu: float, rss_idle: list[int],
             rss_peak: list[int], writes: int) -> None:  # fmt: skip
-    expected_chars = statistics.median(d["chars"] for d in direct)
-    complete = [a for a in app if a["status"] == "complete"]
-    whole = [a for a in complete if a["chars"] >= expected_chars - 2]
-    gapless = sum(a["gapless"] for a in app)
-    tokens = args.streams * (args.reasoning + args.answer)
-    delivered = tokens * len(whole) // max(1, args.streams)
-    d_ttft = [d["ttft"] for d in direct if d["ttft"] is not None]
-    a_ttft = [a["ttft"] for a in app if a["ttft"] is not None]
-    lat = frame_latencies(app, direct)
-    late_app = lateness(app, direct, args.rate)
-    late_direct = lateness(direct, direct, args.rate)
-    statuses: dict[str, int] = {}
-    for a in app:
-        statuses[str(a["status"])] = statuses.get(str(a["status"]), 0) + 1
     ms = 1000.0
+    directs = [d for _, direct, _ in rounds for d in direct]
+    apps = [a for _, _, app in rounds for a in app]
+    expected_chars = statistics.median(d["chars"] for d in directs)
+    complete = [a for a in apps if a["status"] == "complete"]
+    whole = [a for a in complete if a["chars"] >= expected_chars - 2]
+    gapless = sum(a["gapless"] for a in apps)
+    tokens = len(apps) * (args.reasoning + args.answer)
+    delivered = (args.reasoning + args.answer) * len(whole)
+    statuses: dict[str, int] = {}
+    for a in apps:
+        statuses[str(a["status"])] = statuses.get(str(a["status"]), 0) + 1
+
+    def ttft(streams: list[dict[str, Any]], q: float) -> float:
+        return pct([s["ttft"] for s in streams if s["ttft"] is not None], q) * ms
+
+    print(f"  {'time to first token, ms':<40}simulator directly | through r1chat | added by r1chat")
+    added: list[tuple[float, float]] = []
+    late_app: list[float] = []
+    late_direct: list[float] = []
+    from_question: list[float] = []
+    for number, (order, direct, app) in enumerate(rounds, 1):
+        pair = (ttft(app, 50) - ttft(direct, 50), ttft(app, 99) - ttft(direct, 99))
+        added.append(pair)
+        print(
+            f"  {f'  round {number} ({order}), p50 / p99:':<40}"
+            f"{ttft(direct, 50):.1f} / {ttft(direct, 99):.1f} | "
+            f"{ttft(app, 50):.1f} / {ttft(app, 99):.1f} | {pair[0]:.1f} / {pair[1]:.1f}"
+        )
+        late_app += lateness(app, direct, args.rate)
+        late_direct += lateness(direct, direct, args.rate)
+        from_question += frame_latencies(app, direct)
     rows = [
-        ("streams complete", f"{len(complete)}/{args.streams} {statuses}"),
+        ("streams complete", f"{len(complete)}/{len(apps)} {statuses}"),
         (
             "tokens delivered",
             f"{delivered:,}/{tokens:,} ({len(whole)} streams with every character, "
             f"{gapless} with gapless seq)",
         ),
-        ("simulator TTFT p50/p99", f"{pct(d_ttft, 50) * ms:.1f} / {pct(d_ttft, 99) * ms:.1f} ms"),
-        ("r1chat TTFT p50/p99", f"{pct(a_ttft, 50) * ms:.1f} / {pct(a_ttft, 99) * ms:.1f} ms"),
         (
             "added TTFT p50/p99",
-            f"{(pct(a_ttft, 50) - pct(d_ttft, 50)) * ms:.1f} / "
-            f"{(pct(a_ttft, 99) - pct(d_ttft, 99)) * ms:.1f} ms",
+            f"{statistics.median(a for a, _ in added):.1f} / "
+            f"{statistics.median(b for _, b in added):.1f} ms (the median of the "
+            f"{len(rounds)} rounds' differences)",
         ),
         (
             "added per-frame latency p50/p99",
@@ -583,8 +694,8 @@ def _report(args: Any, direct: list, app: list, cpu: float, rss_idle: list[int],
         ),
         (
             "per-frame latency from the question",
-            f"{pct(lat, 50) * ms:.1f} / {pct(lat, 99) * ms:.1f} ms (beside the median direct "
-            "stream; a late first token delays its whole stream)",
+            f"{pct(from_question, 50) * ms:.1f} / {pct(from_question, 99) * ms:.1f} ms (beside "
+            "the median direct stream of its round; a late first token delays its whole stream)",
         ),
         ("server CPU", f"{cpu:.2f} s = {cpu / (tokens / 1000):.4f} CPU-s per 1,000 tokens"),
         (
@@ -598,12 +709,12 @@ def _report(args: Any, direct: list, app: list, cpu: float, rss_idle: list[int],
         ),
         (
             "database writes per message",
-            f"{writes / max(1, args.streams):.1f} ({writes} in all, conversations and titles "
+            f"{writes / max(1, len(apps)):.1f} ({writes} in all, conversations and titles "
             "included)",
         ),
     ]
     for label, value in rows:
-        print(f"  {label + ':':<34}{value}")
+        print(f"  {label + ':':<40}{value}")
 
 
 if __name__ == "__main__":
