@@ -116,6 +116,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await actions.warm()
 
     async def disconnect(self, code: int) -> None:
+        admission().socket_closed()
         for timer in self.snapshot_timers.values():
             timer.cancel()
         if getattr(self, "user_group", None):

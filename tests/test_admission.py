@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -265,3 +266,77 @@ def test_a_loop_closed_in_the_middle_of_a_pause_does_not_leave_the_collector_off
 
     asyncio.run(next_use())
     assert gc.isenabled()
+
+
+# --- closed sockets' cycles are collected ------------------------------------------------------
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def _old_cycle() -> weakref.ref[_Cycle]:
+    """A cycle in the oldest generation, as a closed socket's: only a full collection frees it."""
+    cycle = _Cycle()
+    gc.collect()  # (survives, referenced: moved to generation 2)
+    return weakref.ref(cycle)
+
+
+async def test_every_nth_closed_socket_brings_one_full_collection_a_moment_later(
+    collector: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(admission_module, "CLOSED_PER_COLLECTION", 3)
+    monkeypatch.setattr(admission_module, "COLLECT_CLOSED_AFTER", 0.05)
+    thresholds = gc.get_threshold()
+    gc.set_threshold(10**6, 10**6, 10**6)  # no automatic collection in the test
+    try:
+        gate = Admission(asyncio.get_running_loop())
+        cycle = _old_cycle()
+        gate.socket_closed()
+        gate.socket_closed()
+        await asyncio.sleep(0.1)
+        assert cycle() is not None  # two closed: nothing collected
+        gate.socket_closed()
+        assert cycle() is not None  # not at once
+        await asyncio.sleep(0.1)
+        assert cycle() is None, "the third closed socket brought no collection"
+        again = _old_cycle()
+        gate.socket_closed()
+        await asyncio.sleep(0.1)
+        assert again() is not None  # counted afresh
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+async def test_the_collection_of_closed_sockets_waits_while_questions_wait(
+    collector: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(admission_module, "CLOSED_PER_COLLECTION", 1)
+    monkeypatch.setattr(admission_module, "COLLECT_CLOSED_AFTER", 0.05)
+    monkeypatch.setattr(admission_module, "GC_PAUSE_AT_MOST", 10.0)
+    thresholds = gc.get_threshold()
+    gc.set_threshold(10**6, 10**6, 10**6)
+    try:
+        gate = Admission(asyncio.get_running_loop())
+        cycle = _old_cycle()
+        flood = True
+
+        async def tab() -> None:
+            while flood:
+                await gate.turn()
+
+        feeders = [asyncio.create_task(tab()) for _ in range(3)]  # always another frame waiting
+        await asyncio.sleep(0.02)
+        gate.socket_closed()
+        await asyncio.sleep(0.2)
+        assert cycle() is not None, "collected while questions waited"
+        flood = False
+        await asyncio.gather(*feeders)
+        loop = asyncio.get_running_loop()
+        quiet = loop.time()
+        while cycle() is not None:
+            assert loop.time() - quiet < 1.0, "the closed socket was never collected"
+            await asyncio.sleep(0.01)
+    finally:
+        gc.set_threshold(*thresholds)

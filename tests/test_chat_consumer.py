@@ -97,6 +97,18 @@ async def test_socket_without_sign_in_is_closed():
     assert code == 4401
 
 
+async def test_a_closed_socket_is_counted_towards_the_collection_of_its_cycles(alice):
+    from conversations.admission import admission
+
+    user, _backend = alice
+    collector = admission().collector
+    before = collector.sockets_closed
+    tab = await Tab.open(user)
+    assert collector.sockets_closed == before
+    await tab.close()
+    assert collector.sockets_closed == before + 1
+
+
 async def test_foreign_origin_is_rejected(alice):
     user, _backend = alice
     with pytest.raises(AssertionError):
