@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.utils.translation import gettext as _
 
 from .backends import get_backend
-from .backends.base import BackendError, ModelInfo
+from .backends.base import BackendError, ModelBackend, ModelInfo
 from .models import Backend
 
 MODEL_CACHE_SECONDS = 60.0
@@ -170,6 +170,20 @@ async def _fetch_models(backend: Backend, now: float) -> tuple[list[ModelInfo], 
         models = [m for m in models if m.name in allow]
     _model_cache[backend.pk] = (now, backend.updated_at, models, error)
     return models, error
+
+
+async def tab_opened(user: Any) -> ModelBackend | None:
+    """A chat tab opened: the client of the backend its next question goes to keeps one more
+    connection open and idle for it (`HTTPBackend.tab_opened`). That client, for
+    `tab_closed`; None without a backend."""
+    backends = await enabled_backends()
+    if not backends:
+        return None
+    chosen = (getattr(user, "chat_defaults", None) or {}).get("backend")
+    backend = next((b for b in backends if b.pk == chosen), backends[0])
+    client = get_backend(backend.config())
+    client.tab_opened()
+    return client
 
 
 async def picker(user: Any = None) -> list[dict[str, Any]]:

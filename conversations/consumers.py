@@ -21,6 +21,7 @@ from r1chat import sockets
 
 from . import actions, catalog
 from .admission import admission
+from .backends.base import ModelBackend
 from .generation import ensure_maintenance, mark_interrupted, running
 from .models import Message
 from .protocol import MAX_FRAME_BYTES, ClientError, parse_frame
@@ -52,6 +53,7 @@ def _can_chat(user: Any) -> bool:
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     frames: sockets.FrameWriter | None = None  # under Daphne (see __call__)
+    model_client: ModelBackend | None = None  # keeps a connection ready (catalog.tab_opened)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Channels' consumer loop, one long-lived reader per source instead of a new task and
@@ -111,12 +113,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         # that run generations themselves.
         ensure_maintenance()
         await self.accept()
-        # The model lists and the quota flag, before this tab's first question needs them.
+        # The model lists and the quota flag, before this tab's first question needs them, and
+        # a connection to the model server its question will go to.
         await catalog.warm()
         await actions.warm()
+        self.model_client = await catalog.tab_opened(self.user)
 
     async def disconnect(self, code: int) -> None:
         admission().socket_closed()
+        if self.model_client is not None:
+            self.model_client.tab_closed()
         for timer in self.snapshot_timers.values():
             timer.cancel()
         if getattr(self, "user_group", None):

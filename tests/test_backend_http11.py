@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
 from conversations.admission import admission
+from conversations.backends import retry
 from conversations.backends.base import Answer, BackendConfig, ErrorKind, Reasoning
 from conversations.backends.http11 import _read_head
 from conversations.backends.openai import OpenAIBackend
@@ -236,12 +238,15 @@ async def test_a_url_that_is_not_http_is_refused() -> None:
     await backend.aclose()
 
 
-async def test_the_pool_keeps_at_most_64_idle_connections(sim: Simulator) -> None:
+async def test_the_pool_keeps_at_most_its_limit_of_idle_connections(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retry, "MAX_IDLE_CONNECTIONS", 16)
     backend = make_backend(sim, "deepseek")
-    results = await asyncio.gather(*(collect(backend, make_request("deepseek")) for _ in range(70)))
+    results = await asyncio.gather(*(collect(backend, make_request("deepseek")) for _ in range(20)))
     assert all(r.error is None for r in results)
-    assert len(peers(sim)) == 70
-    assert backend._pool is not None and backend._pool.idle_count == 64  # type: ignore[attr-defined]
+    assert len(peers(sim)) == 20
+    assert backend._pool is not None and backend._pool.idle_count == 16  # type: ignore[attr-defined]
     sim.requests.clear()
     await collect(backend, make_request("deepseek"))
     assert len(peers(sim)) == 1
@@ -312,3 +317,75 @@ async def test_a_paused_connection_is_read_again_for_the_next_response_head() ->
     transport.close()
     server.close()
     await server.wait_closed()
+
+
+# --- connections opened ahead of the questions ---------------------------------------------
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def test_each_expected_tab_has_a_connection_ready_before_it_asks(raw_server) -> None:  # type: ignore[no-untyped-def]
+    """Three tabs open: three connections are made before any question and kept idle; the
+    three questions then go over them, with no new connection; tabs that close and open again
+    find theirs still there."""
+    connected: list[int] = []
+    served: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        connected.append(n)
+        while True:
+            await read_request(reader)  # (IncompleteReadError once the client closes it)
+            served.append(n)
+            writer.write(STREAM_HEAD + sse("hi"))
+            await writer.drain()
+
+    backend = backend_for(await raw_server(handler))
+    for _ in range(3):
+        backend.tab_opened()
+    pool = backend.pool
+    await _until(lambda: pool.idle_count == 3)
+    assert sorted(connected) == [1, 2, 3] and served == []
+
+    results = await asyncio.gather(*(collect(backend, make_request("deepseek")) for _ in range(3)))
+    assert [r.answer for r in results] == ["hi"] * 3
+    assert sorted(served) == [1, 2, 3] and len(connected) == 3
+
+    for _ in range(3):
+        backend.tab_closed()
+    backend.tab_opened()  # three idle connections already: nothing more to open
+    await asyncio.sleep(0.05)
+    assert len(connected) == 3 and pool.idle_count == 3
+    await backend.aclose()
+
+
+async def test_a_tab_opened_before_an_unreachable_server_changes_nothing() -> None:
+    """Nothing listens: the connection made ahead fails quietly; the question says why."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    backend = backend_for(url)
+    backend.tab_opened()
+    pool = backend.pool
+    await _until(lambda: not any(pool._warming.values()))
+    assert pool.idle_count == 0
+    got = await collect(backend, make_request("deepseek"))
+    assert got.error is not None and got.error.kind == ErrorKind.UNREACHABLE
+    await backend.aclose()
+
+
+async def test_closing_the_pool_stops_the_connections_being_made(raw_server) -> None:  # type: ignore[no-untyped-def]
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await reader.read()
+
+    backend = backend_for(await raw_server(handler))
+    for _ in range(5):
+        backend.tab_opened()
+    pool = backend.pool
+    opening = {task for tasks in pool._warming.values() for task in tasks}
+    await backend.aclose()
+    await asyncio.gather(*opening, return_exceptions=True)
+    assert pool.idle_count == 0

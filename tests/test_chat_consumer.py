@@ -802,3 +802,24 @@ async def test_in_a_burst_the_first_answers_stream_before_the_last_question_is_t
         assert (shown_reasoning, shown_answer) == (reasoning, answer)
         assert seqs == list(range(1, len(seqs) + 1))
         await tab.ws.disconnect()
+
+
+async def test_a_tab_that_opens_has_a_connection_to_the_model_ready_for_its_question(alice, sim):
+    """Opening the chat socket opens a connection to the backend its question will go to (a
+    preconnect): the question is written on it, with no handshake in front of it."""
+    from conversations.backends import get_backend
+
+    user, backend = alice
+    tab = await Tab.open(user)
+    client = get_backend(backend.config())
+    for _ in range(500):  # (the rest of connect runs once the socket is accepted)
+        if client._pool is not None and client._pool.idle_count:
+            break
+        await asyncio.sleep(0.01)
+    [[(ready, _since)]] = [idle for idle in client._pool._idle.values() if idle]
+    ready_at = ready._transport.get_extra_info("sockname")
+    _conv, _question, reply_id = await _send(tab)
+    await tab.until("generation.done", message=reply_id)
+    chat = next(r for r in sim.requests if r.path.endswith("/chat/completions"))
+    assert chat.extra["peer"] == ready_at
+    await tab.close()

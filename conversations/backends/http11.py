@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 # A status line and headers longer than this are not a model server's (h11 allows 16 KiB).
 MAX_HEAD = 64 * 1024
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# A connection opened ahead of a request (`Pool.warm`) that takes longer than this is given up.
+WARM_CONNECT_TIMEOUT = 10.0
 _NO_BODY_STATUS = frozenset({204, 304})
 
 
@@ -148,10 +150,58 @@ class Pool:
         self._idle_count = 0
         self._loop = asyncio.get_running_loop()
         self.closed = False
+        # Connections being opened ahead of a request (`warm`), and how many clients are
+        # expected to send one soon (`expect`), by origin.
+        self._warming: dict[tuple[str, str, int], set[asyncio.Task[None]]] = {}
+        self._expected: dict[tuple[str, str, int], int] = {}
 
     @property
     def idle_count(self) -> int:
         return self._idle_count
+
+    def idle_for(self, url: httpx.URL) -> int:
+        """Idle connections to `url`'s origin (some may have been closed by the server)."""
+        return len(self._idle.get(_origin(url), ()))
+
+    def expect(self, url: httpx.URL, change: int) -> None:
+        """One more (`change` 1) or one fewer (-1) client likely to send a request to `url`'s
+        origin soon; for each, a connection is kept open and idle (`warm`)."""
+        origin = _origin(url)
+        self._expected[origin] = max(0, self._expected.get(origin, 0) + change)
+        if change > 0:
+            self.warm(origin, self._expected[origin])
+
+    def warm(self, origin: tuple[str, str, int], want: int) -> None:
+        """Open connections to `origin` in the background until `want` are idle or being
+        opened (at most the pool's idle limit), so that the next requests need no handshake.
+
+        A browser preconnects when a page is likely to need a server; r1chat does when a chat
+        tab opens: its question usually follows, and a new connection costs it a TCP (and, to
+        a cloud API, a TLS) handshake before the request can leave — in a burst of questions,
+        the creation and connect of every socket on top. A server that closes idle connections
+        early (uvicorn, llama.cpp: after 5 s) only makes this useless, never wrong: a closed
+        idle connection is not used (`_take`). A failure is left for the request to meet."""
+        opening = self._warming.setdefault(origin, set())
+        missing = min(want, self._max_idle) - len(self._idle.get(origin, ())) - len(opening)
+        for _ in range(max(0, missing)):
+            task = self._loop.create_task(self._open_idle(origin))
+            opening.add(task)
+            task.add_done_callback(opening.discard)
+
+    async def _open_idle(self, origin: tuple[str, str, int]) -> None:
+        scheme, host, port = origin
+        try:
+            made = self._connect_now(host, port) if scheme == "http" else None
+            if made is None:
+                stream = await self._connect(origin, WARM_CONNECT_TIMEOUT)
+            else:
+                sock, connected = made
+                stream = await self._wrap(
+                    sock, host, port, WARM_CONNECT_TIMEOUT, connecting=not connected
+                )
+        except httpx.TransportError:
+            return  # unreachable now: the question will say so
+        self.release(origin, stream)
 
     def _take(self, origin: tuple[str, str, int]) -> AsyncioStream | None:
         idle = self._idle.get(origin)
@@ -305,7 +355,7 @@ class Pool:
 
         A pooled connection the server closed while it sat idle is noticed when nothing comes
         back; the request is then sent once more on a new connection."""
-        origin = (url.scheme, url.raw_host.decode("ascii"), url.port or DEFAULT_PORTS[url.scheme])
+        origin = _origin(url)
         length = b"Content-Length: %d\r\n" % len(body) if method != b"GET" else b""
         data = b"".join((method, b" ", url.raw_path, b" HTTP/1.1\r\nHost: ", url.netloc, b"\r\n",
                          head, length, b"\r\n", body))  # fmt: skip
@@ -331,11 +381,19 @@ class Pool:
 
     def close(self) -> None:
         self.closed = True
+        for opening in self._warming.values():
+            for task in opening:
+                task.cancel()
+        self._warming.clear()
         for streams in self._idle.values():
             for stream, _since in streams:
                 stream._transport.close()
         self._idle.clear()
         self._idle_count = 0
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    return (url.scheme, url.raw_host.decode("ascii"), url.port or DEFAULT_PORTS[url.scheme])
 
 
 class _Stale(httpx.RemoteProtocolError):

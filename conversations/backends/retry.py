@@ -37,6 +37,10 @@ log = logging.getLogger("r1chat.backends")
 MAX_ERROR_BODY = 64 * 1024
 # Timeout for small metadata requests (/models, /api/tags, /api/show, /version).
 META_TIMEOUT = 15.0
+# Idle keep-alive connections kept per backend: one per open chat tab that may ask it (`warm`)
+# and those its answers left, up to this many.
+MAX_IDLE_CONNECTIONS = 256
+KEEPALIVE_EXPIRY = 30.0  # seconds; a connection idle longer is closed, not reused
 
 
 # --- Errors ---------------------------------------------------------------------------------
@@ -278,9 +282,30 @@ class HTTPBackend:
         if self._pool is None or self._pool_loop is not loop or self._pool.closed:
             from . import http11
 
-            self._pool = http11.Pool(None, max_idle=64, keepalive_expiry=30.0)
+            self._pool = http11.Pool(
+                None, max_idle=MAX_IDLE_CONNECTIONS, keepalive_expiry=KEEPALIVE_EXPIRY
+            )
             self._pool_loop = loop
         return self._pool
+
+    def tab_opened(self) -> None:
+        """A chat tab whose next question comes here opened: keep one more connection to the
+        server open and idle (`http11.Pool.expect`)."""
+        self._expect(1)
+
+    def tab_closed(self) -> None:
+        if self._pool is not None:
+            self._expect(-1)
+
+    def _expect(self, change: int) -> None:
+        url = self._urls.get("")
+        if url is None:
+            try:
+                url = self._urls[""] = httpx.URL(self.base_url)
+            except httpx.InvalidURL:
+                return  # a question says what is wrong with it
+        if url.scheme in ("http", "https") and url.host:
+            self.pool.expect(url, change)
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
