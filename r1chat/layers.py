@@ -36,6 +36,25 @@ class LocalChannelLayer(InMemoryChannelLayer):
         self._last_clean = now
         super()._clean_expired()
 
+    async def receive(self, channel: str) -> dict[str, Any]:
+        """The next message on `channel`. The stock layer validated the name on every call and
+        dropped the channel's queue whenever a receive emptied it, so each frame to a tab made
+        a new queue (its capacity looked up by pattern) and checked the name twice; here the
+        queue stays while its receiver does, and goes when a receive is cancelled (the socket
+        closed) with nothing left in it."""
+        queue = self.channels.get(channel)
+        if queue is None:
+            self.require_valid_channel_name(channel)
+            queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
+        self._clean_expired()
+        try:
+            _expires, message = await queue.get()
+        except BaseException:
+            if queue.empty() and self.channels.get(channel) is queue:
+                del self.channels[channel]
+            raise
+        return message
+
     async def send(self, channel: str, message: dict[str, Any]) -> None:
         assert isinstance(message, dict), "message is not a dict"
         self._put(channel, message)
