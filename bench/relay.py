@@ -118,7 +118,13 @@ def serve(port: int, writes_file: str) -> None:
     threading.Thread(target=dump, daemon=True).start()
     from daphne.server import Server
 
-    from r1chat.asgi import application
+    if os.environ.get("BENCH_FLOOR"):  # bench/bursts.py --floor: the thinnest relay instead
+        from floor_app import application  # (this folder is on the path: the script's own)
+
+        gc.collect()
+        gc.freeze()
+    else:
+        from r1chat.asgi import application
 
     server = Server(application, endpoints=[f"tcp:port={port}:interface=127.0.0.1"], verbosity=0)
     if os.environ.get("BENCH_SAMPLE"):
