@@ -809,9 +809,14 @@ async def test_a_tab_that_opens_has_a_connection_to_the_model_ready_for_its_ques
     preconnect): the question is written on it, with no handshake in front of it."""
     from conversations.backends import get_backend
 
+    from conversations import catalog
+
     user, backend = alice
-    tab = await Tab.open(user)
     client = get_backend(backend.config())
+    # The models list first (its fetch leaves a connection idle), then a pool without it.
+    await catalog.backend_models(backend)
+    await client.aclose()
+    tab = await Tab.open(user)
     for _ in range(500):  # (the rest of connect runs once the socket is accepted)
         if client._pool is not None and client._pool.idle_count:
             break
