@@ -15,7 +15,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings as django_settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -221,6 +221,9 @@ def _save_new_turns(turns: list[Turn]) -> None:
         _save_turn(turns[0])
         return
     now = timezone.now()
+    for turn in turns:
+        turn.conversation.updated_at = now
+        turn.conversation.settings = turn.config["stored"]
     with transaction.atomic():
         Conversation.objects.bulk_create([turn.conversation for turn in turns])
         # (each message's foreign keys to the rows inserted just before are filled in here)
@@ -228,11 +231,21 @@ def _save_new_turns(turns: list[Turn]) -> None:
         Message.objects.bulk_create([turn.assistant for turn in turns])
         for turn in turns:
             turn.conversation.current_leaf = turn.assistant
-            turn.conversation.updated_at = now
-            turn.conversation.settings = turn.config["stored"]
-        Conversation.objects.bulk_update(
-            [turn.conversation for turn in turns], ["current_leaf", "updated_at", "settings"]
-        )
+        _set_leaves([turn.conversation for turn in turns])
+
+
+def _set_leaves(conversations: list[Conversation]) -> None:
+    """Point each conversation at its leaf in one statement run for every row: bulk_update
+    builds a CASE of every row for it, ~0.15 ms of interpreter per row on the database thread
+    (30 ms in a burst of 200 first messages, taken from the loop that relays their first
+    tokens)."""
+    meta = Conversation._meta
+    connection = connections[router.db_for_write(Conversation)]
+    quote = connection.ops.quote_name
+    leaf, pk = meta.get_field("current_leaf").column, meta.pk.column
+    sql = f"UPDATE {quote(meta.db_table)} SET {quote(leaf)} = %s WHERE {quote(pk)} = %s"
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [(c.current_leaf_id, c.pk) for c in conversations])
 
 
 # A burst of first messages is written in a few transactions, not in one per turn.
