@@ -11,12 +11,14 @@ questions wait, what can wait does (`after_burst`): the streams that already run
 later tokens, and the new conversations' rows wait to be written (a database thread busy with
 them takes the interpreter from the loop for milliseconds at every pass). Once no question
 waits, the held streams go on HELD_PER_PASS per pass (each catches up on several tokens at
-once: all at once, they delayed the last questions' first tokens), then the writes go. Nothing
-is held longer than HOLD_AT_MOST, however many questions keep coming. A stream holds only while
-questions wait: the writes still waiting for the held streams to go on must not hold them
-again (streams released eight at a time re-held at their next token, behind writes that waited
-for no stream to be held, fell up to half a second behind their model for a second after
-every burst).
+once: all at once, they delayed the last questions' first tokens), then the writes go, once
+the burst's streams have their first tokens too (`expect`/`arrived`: a database thread writing
+200 new conversations took ~65 ms of interpreter in the 100 ms in which the last of those
+came). Nothing is held longer than HOLD_AT_MOST, however many questions keep coming. A stream
+holds only while questions wait: the writes still waiting for the held streams to go on must
+not hold them again (streams released eight at a time re-held at their next token, behind
+writes that waited for no stream to be held, fell up to half a second behind their model for a
+second after every burst).
 
 While questions wait, the cyclic garbage collector waits too (`CollectorPause`): nearly
 everything a burst allocates (runners, their requests and frames, the new messages) lives on,
@@ -57,6 +59,8 @@ class Admission:
         self.held: collections.deque[tuple[float, asyncio.Future[None]]] = collections.deque()
         self.writes: collections.deque[tuple[float, asyncio.Future[None]]] = collections.deque()
         self.scheduled = False
+        self.expecting = 0  # streams asked for whose first token has not come
+        self.wake: asyncio.TimerHandle | None = None  # the next write's deadline
         self.collector = CollectorPause(self)
 
     def socket_closed(self) -> None:
@@ -89,6 +93,16 @@ class Admission:
         self._schedule()
         await future
 
+    def expect(self) -> None:
+        """A stream was asked for: writes held back by a burst wait for its first token."""
+        self.expecting += 1
+
+    def arrived(self) -> None:
+        """That stream's first token came (or it ended without one)."""
+        self.expecting -= 1
+        if not self.expecting and self.writes:
+            self._schedule()
+
     def _schedule(self) -> None:
         if not self.scheduled:
             self.scheduled = True
@@ -106,12 +120,27 @@ class Admission:
             self.held[0][0] <= now or (not self.waiting and released < HELD_PER_PASS)
         ):
             released += _release(self.held.popleft()[1])
-        while self.writes and (self.writes[0][0] <= now or not (self.waiting or self.held)):
+        while self.writes and (
+            self.writes[0][0] <= now or not (self.waiting or self.held or self.expecting)
+        ):
             _release(self.writes.popleft()[1])
         if not self.waiting:
             self.collector.quiet()
-        if self.busy:
+        if self.waiting or self.held:
             self._schedule()
+        elif self.writes:  # (waiting for first tokens: `arrived` or the deadline wakes them)
+            self._wake_at(self.writes[0][0])
+
+    def _wake_at(self, deadline: float) -> None:
+        if self.wake is not None and self.wake.when() <= deadline:
+            return
+        if self.wake is not None:
+            self.wake.cancel()
+        self.wake = self.loop.call_at(deadline, self._woken)
+
+    def _woken(self) -> None:
+        self.wake = None
+        self._schedule()
 
 
 class CollectorPause:

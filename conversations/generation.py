@@ -189,6 +189,8 @@ class GenerationRunner:
         request_written.set(self.request_sent.set)  # (in this task's context only)
         stream = client.stream_chat(self.request)
         gate = admission()
+        gate.expect()
+        expected = True
         try:
             async for event in stream:
                 if isinstance(event, Reasoning):
@@ -214,11 +216,16 @@ class GenerationRunner:
                     self.finish_reason = event.reason
                     self.reasoning_unterminated = event.reasoning_unterminated
                     continue
+                if expected:
+                    expected = False
+                    gate.arrived()
                 self.changed_since_persist = True
                 self.dirty.set()
                 if gate.waiting:  # (per token: no coroutine unless questions wait)
                     await gate.after_burst()
         finally:
+            if expected:
+                gate.arrived()
             await stream.aclose()  # closes the upstream connection at once
 
     async def _rows_saved(self) -> bool:

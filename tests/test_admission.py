@@ -133,6 +133,64 @@ async def test_once_no_question_waits_a_stream_is_not_held_again_by_waiting_writ
     assert [waited for _, waited in seen] == [0] * len(seen)
 
 
+async def test_writes_held_by_a_burst_wait_for_its_first_tokens_and_not_in_a_busy_loop() -> None:
+    """The burst's questions are taken, but two of its streams have no first token yet: the
+    writes wait for them (a database thread writing takes the interpreter from the loop that
+    relays them), and the loop sleeps meanwhile instead of running a pass after another."""
+    gate = Admission(asyncio.get_running_loop())
+    written: list[str] = []
+    frames = [asyncio.create_task(gate.turn()) for _ in range(3)]
+    await asyncio.sleep(0)  # one taken, two wait: a burst
+    gate.expect()
+    gate.expect()
+
+    async def write() -> None:
+        await gate.after_burst(write=True)
+        written.append("written")
+
+    writes = [asyncio.create_task(write()) for _ in range(3)]
+    await asyncio.gather(*frames)
+    passes = 0
+    next_pass = gate._next_pass
+
+    def counted() -> None:
+        nonlocal passes
+        passes += 1
+        next_pass()
+
+    gate._next_pass = counted  # type: ignore[method-assign]
+    await asyncio.sleep(0.05)
+    assert written == [] and passes < 5, passes  # (a pass per turn of the loop: thousands)
+    gate.arrived()
+    await asyncio.sleep(0.01)
+    assert written == []
+    gate.arrived()  # the last first token
+    await asyncio.wait_for(asyncio.gather(*writes), 0.1)
+    assert written == ["written"] * 3
+
+
+async def test_a_lone_write_does_not_wait_for_first_tokens() -> None:
+    gate = Admission(asyncio.get_running_loop())
+    gate.expect()  # a stream of its own, waiting for its first token
+    await asyncio.wait_for(gate.after_burst(write=True), 0.01)
+
+
+async def test_a_write_waits_for_a_first_token_no_longer_than_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(admission_module, "HOLD_AT_MOST", 0.05)
+    gate = Admission(asyncio.get_running_loop())
+    frames = [asyncio.create_task(gate.turn()) for _ in range(5)]
+    await asyncio.sleep(0)  # one taken, four wait
+    gate.expect()  # a model that never answers
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    write = asyncio.create_task(gate.after_burst(write=True))
+    await asyncio.gather(*frames)
+    await asyncio.wait_for(write, 1.0)
+    assert 0.04 <= loop.time() - start < 0.3
+
+
 async def test_nothing_is_held_longer_than_the_limit_while_questions_keep_coming(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
