@@ -807,9 +807,8 @@ async def test_in_a_burst_the_first_answers_stream_before_the_last_question_is_t
 async def test_a_tab_that_opens_has_a_connection_to_the_model_ready_for_its_question(alice, sim):
     """Opening the chat socket opens a connection to the backend its question will go to (a
     preconnect): the question is written on it, with no handshake in front of it."""
-    from conversations.backends import get_backend
-
     from conversations import catalog
+    from conversations.backends import get_backend
 
     user, backend = alice
     client = get_backend(backend.config())
