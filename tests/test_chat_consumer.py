@@ -771,7 +771,11 @@ async def test_in_a_burst_the_first_answers_stream_before_the_last_question_is_t
     if settings.CHANNEL_LAYERS["default"]["BACKEND"] != "r1chat.layers.LocalChannelLayer":
         pytest.skip("the order is the event loop's; through Redis, round trips blur it")
     sim.scenario = Scenario(token_rate=400.0, reasoning_tokens=40, answer_tokens=40)
-    count = 40
+    # The simulator serves from a thread of this process: its first token waits for the
+    # interpreter, up to a switch interval (5 ms) at a time, while the loop takes questions.
+    # 80 questions take ~30 ms here, 40 only ~15 (the first text then came 4 ms too late in
+    # one CI run of the whole suite).
+    count = 80
     users = [await sync_to_async(make_user)(f"burst{i}", password=None) for i in range(count)]
     await sync_to_async(make_backend)(sim.base_url)
     tabs = [await Tab.open(user) for user in users]
