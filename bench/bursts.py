@@ -37,7 +37,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -111,18 +110,7 @@ def main() -> None:
 
     import psutil
 
-    data_dir = tempfile.mkdtemp(prefix="r1chat-bursts-")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "r1chat.settings",
-        "R1CHAT_DATA_DIR": data_dir,
-        "DEBUG": "0",
-        "R1CHAT_HTTPS": "0",
-        "R1CHAT_STATIC_MANIFEST": "0",
-        "R1CHAT_SIMULATOR": "off",
-        "R1CHAT_SEND_RATE_PER_MINUTE": "100000",
-        "LOG_LEVEL": "WARNING",
-    }
+    data_dir, env = relay.bench_env("r1chat-bursts-", send_rate=100_000)
     os.environ.update(env)
     subprocess.run([relay.PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     sim_port = relay.free_port()

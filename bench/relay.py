@@ -451,18 +451,7 @@ def main() -> None:
     # SIGTERM (e.g. `timeout`) still stops the servers and drops the bench database.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    data_dir = tempfile.mkdtemp(prefix="r1chat-bench-")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "r1chat.settings",
-        "R1CHAT_DATA_DIR": data_dir,
-        "DEBUG": "0",
-        "R1CHAT_HTTPS": "0",
-        "R1CHAT_STATIC_MANIFEST": "0",
-        "R1CHAT_SIMULATOR": "off",
-        "R1CHAT_SEND_RATE_PER_MINUTE": "1000",
-        "LOG_LEVEL": "WARNING",
-    }
+    data_dir, env = bench_env("r1chat-bench-", send_rate=1000)
     if args.processes > 1:
         env["DATABASE_URL"] = create_database(args.pg, f"r1chat_bench_{os.getpid()}")
         env["REDIS_URL"] = args.redis
@@ -478,6 +467,22 @@ def main() -> None:
             child.wait(10)
         if args.processes > 1:
             _clean_up(args, env)
+
+
+def bench_env(prefix: str, send_rate: int) -> tuple[str, dict[str, str]]:
+    """A fresh data folder, and the environment of a bench's servers and simulator."""
+    data_dir = tempfile.mkdtemp(prefix=prefix)
+    return data_dir, {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "r1chat.settings",
+        "R1CHAT_DATA_DIR": data_dir,
+        "DEBUG": "0",
+        "R1CHAT_HTTPS": "0",
+        "R1CHAT_STATIC_MANIFEST": "0",
+        "R1CHAT_SIMULATOR": "off",
+        "R1CHAT_SEND_RATE_PER_MINUTE": str(send_rate),
+        "LOG_LEVEL": "WARNING",
+    }
 
 
 def create_database(server_url: str, name: str) -> str:
