@@ -27,7 +27,7 @@ from .backends.base import ChatRequest
 from .db import Batched
 from .errors import describe_error
 from .generation import GenerationRunner, mark_interrupted, running
-from .models import Conversation, Message
+from .models import Conversation, Message, new_row
 from .protocol import ClientError, not_found
 from .threads import Tree, history_for, serialize_message, serialize_thread
 
@@ -182,7 +182,8 @@ def _busy(tree: Tree) -> bool:
 
 def _new_assistant(conversation: Conversation, parent: Message, config: dict[str, Any]) -> Message:
     now = timezone.now()
-    return Message(
+    return new_row(
+        Message,
         conversation=conversation,
         parent=parent,
         role=Message.Role.ASSISTANT,
@@ -334,7 +335,7 @@ async def send_message(
         if conversation is None:
             if parent is not None:
                 raise not_found()
-            target = Conversation(owner=user, title=initial_title(content))
+            target = new_row(Conversation, owner=user, title=initial_title(content))
             tree, parent_message, created = Tree([]), None, True
         else:
             await _saved(conversation)
@@ -353,9 +354,9 @@ async def send_message(
     except BaseException:
         cache.delete(f"r1chat:client-id:{user.pk}:{client_id}")  # refused: may be sent again
         raise
-    user_message = Message(
-        conversation=target, parent=parent_message, role=Message.Role.USER, content=content,
-        client_id=client_id, created_at=timezone.now(),
+    user_message = new_row(
+        Message, conversation=target, parent=parent_message, role=Message.Role.USER,
+        content=content, client_id=client_id, created_at=timezone.now(),
     )  # fmt: skip
     assistant = _new_assistant(target, user_message, config)
     turn = Turn(

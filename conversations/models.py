@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models import NOT_PROVIDED, signals
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -17,6 +19,58 @@ from .backends.base import BackendConfig
 # older than STALE_AFTER belongs to a dead process.
 HEARTBEAT_INTERVAL = timedelta(seconds=getattr(settings, "R1CHAT_HEARTBEAT_INTERVAL", 5.0))
 STALE_AFTER = timedelta(seconds=getattr(settings, "R1CHAT_STALE_AFTER", 20.0))
+
+
+def new_row[M: models.Model](model_class: type[M], /, **values: Any) -> M:
+    """`model_class(**values)` for a row about to be inserted, at about a third of the cost.
+
+    `Model.__init__` walks every field and asks each for its default, for every instance; a new
+    conversation makes three (itself, the question, the answer) between its question and the
+    request to the model, ~35 µs of the event loop each in a burst. Here the defaults that are
+    constants are looked up once per model and the rest called as `Model.__init__` would; given
+    values are set by field name (related objects through their descriptors, so an unsaved
+    parent's key is filled in when the row is saved) or attname. With init signals connected,
+    `model_class(**values)` itself."""
+    if signals.pre_init.has_listeners(model_class) or signals.post_init.has_listeners(model_class):
+        return model_class(**values)
+    template = _row_templates.get(model_class) or _row_template(model_class)
+    constants, computed, by_name = template
+    obj = model_class.__new__(model_class)
+    obj._state = models.base.ModelState()
+    fields = obj.__dict__
+    fields.update(constants)
+    for attname, default in computed:
+        if attname not in values:
+            fields[attname] = default()
+    for name, value in values.items():
+        field = by_name.get(name)
+        if field is None:
+            raise TypeError(f"{model_class.__name__}() got an unexpected keyword argument '{name}'")
+        if field.is_relation and name == field.name:
+            setattr(obj, name, value)  # (the descriptor: the key, and the object cached)
+        else:
+            fields[field.attname] = value
+    return obj
+
+
+_RowTemplate = tuple[
+    dict[str, Any], tuple[tuple[str, Callable[[], Any]], ...], dict[str, models.Field]
+]
+_row_templates: dict[type[models.Model], _RowTemplate] = {}
+
+
+def _row_template(model: type[models.Model]) -> _RowTemplate:
+    constants: dict[str, Any] = {}
+    computed: list[tuple[str, Callable[[], Any]]] = []
+    by_name: dict[str, models.Field] = {}
+    for field in model._meta.concrete_fields:
+        by_name[field.name] = by_name[field.attname] = field
+        if callable(field.default) or field.db_default is not NOT_PROVIDED:
+            computed.append((field.attname, field.get_default))
+        else:  # (the same object Model.__init__ would get for every instance)
+            constants[field.attname] = field.get_default()
+    template = _row_templates[model] = (constants, tuple(computed), by_name)
+    return template
 
 
 class Backend(models.Model):
