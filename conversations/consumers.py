@@ -39,6 +39,7 @@ RELAYED = frozenset(
 # (a burst of questions at once) once a second is enough.
 CONNECTION_CHECK_INTERVAL = 1.0
 _connections_checked = 0.0
+STOP_FRAME_MAX = 200  # characters: a Stop frame is ~70
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_REVOKED = 4403
 
@@ -163,7 +164,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         elif kind in RELAYED:
             await self.send_json(message)
         elif kind == "websocket.receive":
-            await admission().turn()
+            if not _is_stop(message.get("text")):
+                await admission().turn()
             global _connections_checked
             now = time.monotonic()
             if now - _connections_checked >= CONNECTION_CHECK_INTERVAL:
@@ -345,6 +347,18 @@ async def _after_frames(frames: sockets.FrameWriter, send: Any, message: dict[st
     the frames the writer still holds."""
     frames.flush()
     await send(message)
+
+
+def _is_stop(text: str | None) -> bool:
+    """A Stop frame: taken at once, not behind a burst of questions (`admission`), which held it
+    up to ~0.2 s while the answer it stops kept streaming. It only cancels a stream."""
+    if not text or len(text) > STOP_FRAME_MAX or '"stop"' not in text:
+        return False
+    try:
+        content = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(content, dict) and content.get("type") == "stop"
 
 
 def _unwrapped(user: Any) -> Any:

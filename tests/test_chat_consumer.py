@@ -353,6 +353,48 @@ async def test_stop_closes_the_upstream_connection_within_a_second(alice, sim):
     await tab.close()
 
 
+async def test_stop_is_not_held_behind_a_burst_of_questions(alice, sim, monkeypatch):
+    from conversations import admission
+
+    user, _backend = alice
+    sim.scenario = Scenario(token_rate=20)
+    tab = await Tab.open(user)
+    _conv, _u, reply_id = await _send(tab)
+    await tab.until("generation.delta", message=reply_id)
+    # The gate takes no more questions: as in a burst that does not end, they wait their turn.
+    monkeypatch.setattr(admission, "PER_PASS", 0)
+    other = await Tab.open(await sync_to_async(make_user)("bob"))
+    question = {"type": "send", "conversation": None, "content": "held", "client_id": "held"}
+    await other.send(question)
+    await tab.send({"type": "stop", "message": reply_id})
+    request = await sim.await_disconnect(1.0)
+    assert request is not None and request.client_disconnected
+    assert (await tab.until("generation.done", message=reply_id))["status"] == "stopped"
+    assert await other.ws.receive_nothing(0.3)  # the question still waits for its turn
+    monkeypatch.setattr(admission, "PER_PASS", 1)
+    assert (await other.until("conversation.created"))["client_id"] == "held"
+    for each in (tab, other):
+        await each.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "urgent"),
+    [
+        ('{"type": "stop", "message": "7d1c"}', True),
+        ('{"type":"stop","message":"7d1c"}', True),
+        ('{"type": "send", "content": "stop", "conversation": null}', False),
+        ('{"type": "stop", "message": "7d1c"', False),  # not JSON: its error waits its turn
+        ('["stop"]', False),
+        ('{"type": "stop", "message": "' + "x" * 300 + '"}', False),
+        (None, False),
+    ],
+)
+def test_only_stop_frames_skip_the_burst_gate(text, urgent):
+    from conversations.consumers import _is_stop
+
+    assert _is_stop(text) is urgent
+
+
 async def test_disconnecting_mid_stream_does_not_stop_the_generation(alice, sim):
     user, _backend = alice
     sim.scenario = Scenario(token_rate=400)
