@@ -6,8 +6,8 @@ each): the models' first tokens, there a few milliseconds after each request, wa
 whole burst, and every stream's first token came at the end of it.
 
 Now the frames from the tabs are taken PER_PASS per pass while others wait (a Stop frame at
-once: `consumers._is_stop`), so between two the
-loop reads the model servers and relays each stream's first token as soon as it comes. While
+once: `consumers._is_stop`), so between two the loop reads the model servers and relays each
+stream's first token as soon as it comes. While
 questions wait, what can wait does (`after_burst`): the streams that already run hold their
 later tokens, and the new conversations' rows wait to be written (a database thread busy with
 them takes the interpreter from the loop for milliseconds at every pass). Once no question
