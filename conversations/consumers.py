@@ -13,7 +13,7 @@ import orjson
 from channels.db import aclose_old_connections
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.utils.functional import LazyObject, empty
 from django.utils.translation import gettext as _
 
@@ -39,6 +39,9 @@ RELAYED = frozenset(
 # (a burst of questions at once) once a second is enough.
 CONNECTION_CHECK_INTERVAL = 1.0
 _connections_checked = 0.0
+# The message that ends a closed socket's channel-layer reader (see `_stop_reading`).
+READER_EXIT = "chat.reader_exit"
+READER_EXIT_TIMEOUT = 2.0
 STOP_FRAME_MAX = 200  # characters: a Stop frame is ~70
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_REVOKED = 4403
@@ -71,10 +74,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.frames = sockets.FrameWriter(websocket, asyncio.get_running_loop())
             self.base_send = functools.partial(_after_frames, self.frames, self.base_send)
         one_at_a_time = asyncio.Lock()
+        ending = False
 
         async def read(source: Any) -> None:
             while True:
                 message = await source()
+                if ending:  # the socket is gone: what was on its way to it is dropped
+                    if message.get("type") == READER_EXIT:
+                        return
+                    continue
                 async with one_at_a_time:
                     await self.dispatch(message)
 
@@ -89,11 +97,28 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except StopConsumer:
             pass
         finally:
-            for reader in readers:
-                reader.cancel()
+            ending = True
+            readers[0].cancel()  # (the server's queue: cancelling its read loses nothing)
+            await self._stop_reading(readers[1])
             for reader in readers:
                 with contextlib.suppress(asyncio.CancelledError, StopConsumer):
                     await reader
+
+    async def _stop_reading(self, reader: asyncio.Task[None]) -> None:
+        """End the channel-layer reader with a message to its channel rather than a cancel.
+
+        channels-redis pops the frames of every socket of a process in one blocking read, done
+        by whichever socket's receive holds its lock: cancelling that receive while a popped
+        frame is on its way drops the frame, as likely meant for another tab (a tab closing
+        beside 200 streams lost frames of other tabs: gaps, or a missing `generation.done`).
+        The in-process layer loses nothing to a cancel, so there it is cancelled at once."""
+        if not reader.done() and not isinstance(self.channel_layer, InMemoryChannelLayer):
+            try:
+                await self.channel_layer.send(self.channel_name, {"type": READER_EXIT})
+                await asyncio.wait({reader}, timeout=READER_EXIT_TIMEOUT)
+            except (asyncio.CancelledError, Exception):
+                pass  # the layer is down, or a second cancel: cancel it after all
+        reader.cancel()
 
     # --- socket handlers ------------------------------------------------------------------
 

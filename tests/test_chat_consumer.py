@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import threading
 import uuid
 
@@ -873,3 +874,65 @@ async def test_a_tab_that_opens_has_a_connection_to_the_model_ready_for_its_ques
     chat = next(r for r in sim.requests if r.path.endswith("/chat/completions"))
     assert chat.extra["peer"] == ready_at
     await tab.close()
+
+
+# --- tabs closing beside others (the Redis channel layer) ------------------------------------
+
+
+@pytest.fixture
+def redis_layer(settings):
+    """The team's channel layer (channels-redis `core`), on the Redis this machine runs."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    where = urlsplit(url)
+    try:
+        socket.create_connection((where.hostname, where.port or 6379), timeout=1).close()
+    except OSError:
+        pytest.skip(f"no Redis at {url}")
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [url], "prefix": f"r1chat-churn-{uuid.uuid4().hex[:8]}",
+                       "capacity": 10000},
+        }
+    }  # fmt: skip
+
+
+async def test_tabs_closing_lose_no_frame_of_the_tabs_still_open(alice, redis_layer):
+    """channels-redis pops the frames of every socket of a process in one blocking read, done by
+    whichever socket's receive holds its lock: cancelling that receive (a tab closing) while a
+    popped frame is on its way dropped the frame, which was as likely meant for another tab."""
+    from channels.layers import get_channel_layer
+
+    user, _backend = alice
+    bob = await sync_to_async(make_user)("bob")
+    watcher = await Tab.open(user)
+    layer = get_channel_layer()
+    group, sent = actions.user_group(user.pk), 1500
+
+    async def stream() -> None:
+        for n in range(sent):
+            frame = {"type": "conversation.updated", "conversation": {"n": n}}
+            await layer.group_send(group, frame)
+            if n % 10 == 0:
+                await asyncio.sleep(0.002)
+
+    async def churn() -> None:
+        for _ in range(40):
+            tab = await Tab.open(bob)
+            await asyncio.sleep(0.01)
+            await tab.close()
+
+    await asyncio.gather(stream(), churn())
+    # Then a last frame; frames to one socket keep their order.
+    await layer.group_send(group, {"type": "conversation.updated", "conversation": {"n": -1}})
+    seen: set[int] = set()
+    while -1 not in seen:
+        frame = await watcher.recv(timeout=10.0)
+        if frame["type"] == "conversation.updated":
+            seen.add(frame["conversation"]["n"])
+    await watcher.close()
+    await layer.flush()
+    assert sorted(set(range(sent)) - seen) == []
