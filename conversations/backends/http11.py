@@ -7,20 +7,25 @@ those turns waited behind the whole burst, so the requests left for the model in
 wave. Here a request over an idle pooled connection is written without giving the loop back,
 and a new connection costs only the connect itself.
 
-Every backend request goes this way, over plain HTTP or TLS. Errors are httpx's exception types
+Every backend request goes this way, over plain HTTP or TLS, through the proxy the environment
+names if any (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY, as curl and httpx read them: a
+CONNECT tunnel through an http:// proxy). Errors are httpx's exception types
 (`retry.HTTPBackend._transport_error` describes them); bodies are read by `body.RawBody`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import errno
 import ipaddress
 import select
 import socket
 import ssl
+import urllib.request
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -36,6 +41,37 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 # A connection opened ahead of a request (`Pool.warm`) that takes longer than this is given up.
 WARM_CONNECT_TIMEOUT = 10.0
 _NO_BODY_STATUS = frozenset({204, 304})
+
+
+class Proxy(NamedTuple):
+    host: str
+    port: int
+    authorization: bytes  # a Proxy-Authorization header line, or b""
+
+
+def environment_proxies() -> dict[str, str]:
+    """The proxies the environment names, by scheme ("no": the hosts that bypass them)."""
+    return urllib.request.getproxies_environment()
+
+
+def proxy_for(origin: tuple[str, str, int], proxies: dict[str, str]) -> Proxy | None:
+    """The proxy to reach `origin` through, or None to connect directly."""
+    scheme, host, port = origin
+    url = proxies.get(scheme) or proxies.get("all")
+    if not url or urllib.request.proxy_bypass_environment(f"{host}:{port}", proxies):
+        return None
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        # Never a silent direct connection where the environment asks for a proxy.
+        raise httpx.ProxyError(f"unsupported proxy {parts.scheme}://{parts.hostname or ''} "
+                               "(an http:// proxy is needed)")  # fmt: skip
+    authorization = b""
+    if parts.username is not None:
+        secret = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        authorization = b"Proxy-Authorization: Basic " + base64.b64encode(secret) + b"\r\n"
+    return Proxy(parts.hostname, parts.port or 80, authorization)
 
 
 class Headers(dict[str, str]):
@@ -154,6 +190,15 @@ class Pool:
         # expected to send one soon (`expect`), by origin.
         self._warming: dict[tuple[str, str, int], set[asyncio.Task[None]]] = {}
         self._expected: dict[tuple[str, str, int], int] = {}
+        self._proxies = environment_proxies()
+        self._proxy_by_origin: dict[tuple[str, str, int], Proxy | None] = {}
+
+    def _proxy(self, origin: tuple[str, str, int]) -> Proxy | None:
+        try:
+            return self._proxy_by_origin[origin]
+        except KeyError:
+            proxy = self._proxy_by_origin[origin] = proxy_for(origin, self._proxies)
+            return proxy
 
     @property
     def idle_count(self) -> int:
@@ -189,9 +234,9 @@ class Pool:
             task.add_done_callback(opening.discard)
 
     async def _open_idle(self, origin: tuple[str, str, int]) -> None:
-        scheme, host, port = origin
+        _scheme, host, port = origin
         try:
-            made = self._connect_now(host, port) if scheme == "http" else None
+            made = self._connect_now(host, port) if self._direct_http(origin) else None
             if made is None:
                 stream = await self._connect(origin, WARM_CONNECT_TIMEOUT)
             else:
@@ -241,20 +286,64 @@ class Pool:
         tls = scheme == "https"
         if tls and self._ssl_context is None:
             self._ssl_context = httpx.create_ssl_context()
+        proxy = self._proxy(origin)
         try:
             async with asyncio.timeout(timeout):
-                transport, protocol = await self._loop.create_connection(
-                    _Protocol,
-                    host,
-                    port,
-                    ssl=self._ssl_context if tls else None,
-                    server_hostname=host if tls else None,
-                )
+                if proxy is not None:
+                    transport, protocol = await self._tunnel(proxy, host, port, tls)
+                else:
+                    transport, protocol = await self._loop.create_connection(
+                        _Protocol,
+                        host,
+                        port,
+                        ssl=self._ssl_context if tls else None,
+                        server_hostname=host if tls else None,
+                    )
         except TimeoutError:
             raise httpx.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
         except (OSError, ssl.SSLError) as exc:
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
         return AsyncioStream(transport, protocol)  # type: ignore[arg-type]
+
+    async def _tunnel(
+        self, proxy: Proxy, host: str, port: int, tls: bool
+    ) -> tuple[asyncio.BaseTransport, _Protocol]:
+        """A connection to `host:port` through an HTTP CONNECT tunnel of `proxy` (TLS inside it,
+        end to end with the model server, for https)."""
+        try:
+            transport, protocol = await self._loop.create_connection(
+                _Protocol, proxy.host, proxy.port
+            )
+        except OSError as exc:
+            raise httpx.ProxyError(
+                f"cannot connect to the proxy {proxy.host}:{proxy.port}: {exc}"
+            ) from exc
+        try:
+            target = (f"[{host}]" if ":" in host else host).encode("ascii") + b":%d" % port
+            stream = AsyncioStream(transport, protocol)
+            await stream.write(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n"
+                               % (target, target, proxy.authorization))  # fmt: skip
+            try:
+                status, reason, _version, _headers = await _read_head(stream)
+            except httpx.TransportError as exc:
+                raise httpx.ProxyError(f"the proxy {proxy.host}:{proxy.port}: {exc}") from exc
+            if not 200 <= status < 300 or protocol.buffer:
+                raise httpx.ProxyError(
+                    f"the proxy {proxy.host}:{proxy.port} refused the tunnel to "
+                    f"{target.decode()}: {status} {reason}".rstrip()
+                )
+            if tls:
+                transport = await self._loop.start_tls(
+                    transport, protocol, self._ssl_context, server_hostname=host
+                )
+                protocol.transport = transport  # type: ignore[assignment]
+        except BaseException:
+            transport.close()
+            raise
+        return transport, protocol
+
+    def _direct_http(self, origin: tuple[str, str, int]) -> bool:
+        return origin[0] == "http" and self._proxy(origin) is None
 
     def _connect_now(self, host: str, port: int) -> tuple[socket.socket, bool] | None:
         """A new socket to `host` (an IP address) and whether it is connected already; None
@@ -291,8 +380,8 @@ class Pool:
         self, origin: tuple[str, str, int], data: bytes, timeout: float | None
     ) -> AsyncioStream:
         """A new connection with `data` written on it."""
-        scheme, host, port = origin
-        made = self._connect_now(host, port) if scheme == "http" else None
+        _scheme, host, port = origin
+        made = self._connect_now(host, port) if self._direct_http(origin) else None
         if made is None:
             stream = await self._connect(origin, timeout)
         else:

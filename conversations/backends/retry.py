@@ -328,7 +328,9 @@ class HTTPBackend:
         if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
             return BackendError(ErrorKind.BAD_REQUEST, f"bad backend URL {where!r}")
         # Refused, reset before a response, DNS, TLS: the server cannot be talked to now.
-        if isinstance(exc, httpx.ConnectError):
+        if isinstance(exc, httpx.ProxyError):
+            detail = f"cannot reach {where} through the proxy: {exc}"
+        elif isinstance(exc, httpx.ConnectError):
             detail = (
                 f"cannot connect to {where} (is the server running?): {describe_transport(exc)}"
             )
