@@ -385,15 +385,22 @@ class GenerationRunner:
             if not self.changed_since_persist:
                 continue
             self.changed_since_persist = False
-            await _store_progress(
-                (
-                    self.message.pk,
-                    "".join(self.answer_parts) + "".join(self.pending_answer),
-                    "".join(self.reasoning_parts) + "".join(self.pending_reasoning),
-                    self.reasoning_started_at,
-                    self.answer_started_at,
+            try:
+                await _store_progress(
+                    (
+                        self.message.pk,
+                        "".join(self.answer_parts) + "".join(self.pending_answer),
+                        "".join(self.reasoning_parts) + "".join(self.pending_reasoning),
+                        self.reasoning_started_at,
+                        self.answer_started_at,
+                    )
                 )
-            )
+            except Exception as exc:
+                # The database failed this once (a deadlock victim, a restart): the text goes
+                # with the next write. The persister used to end here, and with it every later
+                # write and heartbeat of the stream.
+                logger.warning("could not store the text of %s so far: %s", self.message_id, exc)
+                self.changed_since_persist = True
 
     # --- control --------------------------------------------------------------------------
 
@@ -473,7 +480,11 @@ _PROGRESS_FIELDS = ("content", "reasoning", "reasoning_started_at", "answer_star
 def _store_progress_of(rows: list[Progress]) -> None:
     """The text of many running messages, one statement run for each (`executemany`), with a
     fresh heartbeat. Only a message still streaming: a sweeper may have marked it interrupted,
-    or its final write may have come first."""
+    or its final write may have come first.
+
+    In the order of their ids, as `_beat` locks them: on PostgreSQL the two, locking the same
+    rows in different orders in one transaction each, deadlocked every few seconds at 100
+    streams, and the victim's writes were lost."""
     meta, ops = Message._meta, connection.ops
     name = ops.quote_name
     columns = [meta.get_field(f).column for f in (*_PROGRESS_FIELDS, "heartbeat_at")]
@@ -485,7 +496,7 @@ def _store_progress_of(rows: list[Progress]) -> None:
     beat = at(_now())
     params = [
         (content, reasoning, at(started), at(answered), beat, pk, Message.Status.STREAMING.value)
-        for pk, content, reasoning, started, answered in rows
+        for pk, content, reasoning, started, answered in sorted(rows, key=lambda row: row[0])
     ]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.executemany(sql, params)
@@ -502,9 +513,16 @@ def _store_final(message: Message, fields: dict[str, Any], owner_id: int) -> Non
 
 @in_db_pool
 def _beat(message_uuids: list[Any]) -> None:
-    Message.objects.filter(uuid__in=message_uuids, status=Message.Status.STREAMING).update(
-        heartbeat_at=_now()
-    )
+    """A fresh heartbeat for the running messages; their rows locked in the order of their ids,
+    as the text writes lock them (`_store_progress_of`)."""
+    with transaction.atomic():
+        ids = list(
+            Message.objects.select_for_update()
+            .filter(uuid__in=message_uuids, status=Message.Status.STREAMING)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        Message.objects.filter(pk__in=ids).update(heartbeat_at=_now())
 
 
 def _since(start: dt.datetime, moment: dt.datetime | None) -> float | None:

@@ -761,6 +761,75 @@ async def test_the_text_of_running_answers_is_stored_together(alice):
     assert (stored[answers[3].pk].content, stored[answers[3].pk].status) == ("final", "complete")
 
 
+async def test_heartbeats_and_text_writes_of_the_same_answers_do_not_deadlock(alice):
+    """Both lock the running answers' rows in one transaction each: in different orders, on
+    PostgreSQL, they deadlocked every few seconds at 100 streams (the heartbeat locked them in
+    the order it scanned them, the text writes in the order they were due)."""
+    import random
+
+    user, _backend = alice
+    turns = [_new_turn(user, i) for i in range(60)]
+    await asyncio.gather(*(actions._insert_new_turn(turn) for turn in turns))
+    answers = [turn.assistant for turn in turns]
+    uuids = [m.uuid for m in answers]
+    shuffled = random.Random(3)
+    for round_ in range(15):
+        due = answers[:]
+        shuffled.shuffle(due)
+        await asyncio.gather(
+            generation._beat(uuids),
+            *(generation._store_progress((m.pk, f"a{round_}", "r", None, None)) for m in due),
+        )
+    assert await Message.objects.filter(role="assistant", content="a14").acount() == 60
+
+
+async def test_a_failed_text_write_is_made_good_by_the_next(alice, sim):
+    """The database refuses a running answer's text write, and its retry (a restart): the next
+    second's write stores it (the writer used to stop at the first failure that reached it,
+    with every later heartbeat of the stream)."""
+    from django.db import OperationalError
+
+    from conversations import db
+
+    user, _backend = alice
+    sim.scenario = Scenario(token_rate=25, reasoning_tokens=40, answer_tokens=40)
+    refused: list[str] = []
+
+    def refuse_twice(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        if many and sql.startswith("UPDATE") and "heartbeat_at" in sql and len(refused) < 2:
+            refused.append(sql)
+            raise OperationalError("deadlock detected (a test)")
+        return execute(sql, params, many, context)
+
+    async def on_every_database_thread(change) -> None:  # type: ignore[no-untyped-def]
+        workers = db._pool._max_workers
+        everyone = threading.Barrier(workers, timeout=10)
+
+        def run() -> None:
+            from django.db import connection
+
+            change(connection.execute_wrappers)
+            everyone.wait()
+
+        await asyncio.gather(*(asyncio.wrap_future(db._pool.submit(run)) for _ in range(workers)))
+
+    await on_every_database_thread(lambda wrappers: wrappers.append(refuse_twice))
+    try:
+        tab = await Tab.open(user)
+        _conv, _u, reply_id = await _send(tab)
+        for _ in range(40):
+            await asyncio.sleep(0.1)
+            stored = await Message.objects.filter(uuid=reply_id).afirst()
+            if len(refused) == 2 and stored is not None and stored.reasoning:
+                break
+        await tab.until("generation.done", message=reply_id)
+    finally:
+        await on_every_database_thread(lambda wrappers: wrappers.remove(refuse_twice))
+    assert len(refused) == 2, "the text writes were not refused"
+    assert stored is not None and stored.status == "streaming" and stored.reasoning
+    await tab.close()
+
+
 async def test_the_question_leaves_for_the_model_before_the_tabs_are_told(alice):
     """The request is on the model server's socket by the time message.created reaches the tab
     (a burst of questions is not held behind every announcement), and its text still never
