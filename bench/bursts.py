@@ -197,6 +197,7 @@ def main() -> None:
             child.terminate()
         for child in children:
             child.wait(10)
+        relay.remove_data_dir(data_dir)
 
 
 def _report(args: Any, rows: list[dict[str, Any]], checkouts: dict[str, Path]) -> None:

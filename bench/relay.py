@@ -30,6 +30,7 @@ import contextlib
 import gc
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -467,6 +468,7 @@ def main() -> None:
             child.wait(10)
         if args.processes > 1:
             _clean_up(args, env)
+        remove_data_dir(data_dir)
 
 
 def bench_env(prefix: str, send_rate: int) -> tuple[str, dict[str, str]]:
@@ -483,6 +485,14 @@ def bench_env(prefix: str, send_rate: int) -> tuple[str, dict[str, str]]:
         "R1CHAT_SEND_RATE_PER_MINUTE": str(send_rate),
         "LOG_LEVEL": "WARNING",
     }
+
+
+def remove_data_dir(data_dir: str) -> None:
+    """The bench's data folder goes at the end, unless BENCH_LOG_WRITES asked for its log."""
+    if os.environ.get("BENCH_LOG_WRITES"):
+        print(f"  the database writes were logged in {data_dir}")
+        return
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def create_database(server_url: str, name: str) -> str:
