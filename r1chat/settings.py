@@ -168,14 +168,14 @@ REDIS_PREFIX = os.environ.get("R1CHAT_REDIS_PREFIX", "r1chat")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            # `core` (default) closes sockets during a Redis outage, which the cross-process tests
-            # assert; `pubsub` pushes frames instead of popping them one by one and carried
-            # 200 streams over two processes where `core` stalled (README, Performance).
-            "BACKEND": (
-                "channels_redis.pubsub.RedisPubSubChannelLayer"
-                if os.environ.get("R1CHAT_CHANNEL_LAYER", "core") == "pubsub"
-                else "channels_redis.core.RedisChannelLayer"
-            ),
+            # `team` (default): channels-redis `core` with what stays in a process kept in it
+            # (r1chat.layers.TeamChannelLayer); `core` and `pubsub`: channels-redis's own
+            # (README, Performance).
+            "BACKEND": {
+                "team": "r1chat.layers.TeamChannelLayer",
+                "core": "channels_redis.core.RedisChannelLayer",
+                "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            }[os.environ.get("R1CHAT_CHANNEL_LAYER", "team")],
             "CONFIG": {
                 "hosts": [REDIS_URL],
                 "prefix": f"{REDIS_PREFIX}-asgi",

@@ -948,9 +948,10 @@ async def test_a_tab_that_opens_has_a_connection_to_the_model_ready_for_its_ques
 # --- tabs closing beside others (the Redis channel layer) ------------------------------------
 
 
-@pytest.fixture
-def redis_layer(settings):
-    """The team's channel layer (channels-redis `core`), on the Redis this machine runs."""
+@pytest.fixture(params=["r1chat.layers.TeamChannelLayer", "channels_redis.core.RedisChannelLayer"])
+def redis_layer(request, settings):
+    """The team's channel layers (r1chat's, and channels-redis `core` as it is), on the Redis this
+    machine runs."""
     import socket
     from urllib.parse import urlsplit
 
@@ -962,7 +963,7 @@ def redis_layer(settings):
         pytest.skip(f"no Redis at {url}")
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": request.param,
             "CONFIG": {"hosts": [url], "prefix": f"r1chat-churn-{uuid.uuid4().hex[:8]}",
                        "capacity": 10000},
         }

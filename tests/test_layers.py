@@ -1,13 +1,19 @@
-"""The single-process channel layer (r1chat/layers.py) on a real event loop."""
+"""The channel layers (r1chat/layers.py) on a real event loop: one process, and several through
+Redis."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import pytest
 from channels.exceptions import ChannelFull
 
-from r1chat.layers import LocalChannelLayer
+from r1chat.layers import LocalChannelLayer, TeamChannelLayer
 
 
 async def test_a_readers_messages_arrive_in_order_and_its_queue_stays_while_it_reads() -> None:
@@ -64,3 +70,72 @@ async def test_a_full_channel_refuses_and_a_bad_name_is_refused() -> None:
         await layer.send(channel, {"type": "3"})
     with pytest.raises(TypeError):
         await layer.receive("not a valid name!")
+
+
+# --- several processes: TeamChannelLayer on the Redis this machine runs ----------------------
+
+
+@pytest.fixture
+async def two_processes() -> AsyncIterator[tuple[TeamChannelLayer, TeamChannelLayer]]:
+    """Two layers on one Redis prefix, as two processes of one install have."""
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    where = urlsplit(url)
+    try:
+        socket.create_connection((where.hostname, where.port or 6379), timeout=1).close()
+    except OSError:
+        pytest.skip(f"no Redis at {url}")
+    prefix = f"r1chat-layer-{uuid.uuid4().hex[:8]}"
+    layers = (
+        TeamChannelLayer(hosts=[url], prefix=prefix, capacity=1000),
+        TeamChannelLayer(hosts=[url], prefix=prefix, capacity=1000),
+    )
+    yield layers
+    await layers[0].flush()
+    for layer in layers:
+        if layer._pump_task is not None:
+            layer._pump_task.cancel()
+        await layer.close_pools()
+
+
+async def test_messages_reach_channels_in_this_process_and_in_others(two_processes) -> None:  # type: ignore[no-untyped-def]
+    here, there = two_processes
+    mine, theirs = await here.new_channel(), await there.new_channel()
+    for channel, layer in ((mine, here), (theirs, there)):
+        await layer.group_add("conv.x", channel)
+    for n in range(20):
+        await here.group_send("conv.x", {"type": "generation.delta", "n": n})
+    await there.send(mine, {"type": "generation.snapshot", "n": 20})
+    async with asyncio.timeout(10):
+        assert [(await here.receive(mine))["n"] for _ in range(21)] == list(range(21))
+        assert [(await there.receive(theirs))["n"] for _ in range(20)] == list(range(20))
+
+
+async def test_a_cancelled_receive_loses_nothing(two_processes) -> None:  # type: ignore[no-untyped-def]
+    """Sockets close all the time beside others: each cancel of a receive (channels-redis's own
+    lost the message its pop had in flight, as likely another socket's)."""
+    here, there = two_processes
+    reader = await here.new_channel()
+    got: list[int] = []
+
+    async def read() -> None:
+        while True:
+            got.append((await here.receive(reader))["n"])
+
+    task = asyncio.create_task(read())
+
+    async def churn() -> None:
+        for _ in range(100):
+            closing = asyncio.create_task(here.receive(await here.new_channel()))
+            await asyncio.sleep(0.002)
+            closing.cancel()
+
+    async def send() -> None:
+        for n in range(500):
+            await there.send(reader, {"type": "generation.delta", "n": n})
+
+    await asyncio.gather(churn(), send())
+    async with asyncio.timeout(10):
+        while len(got) < 500:
+            await asyncio.sleep(0.01)
+    task.cancel()
+    assert got == list(range(500))
