@@ -23,11 +23,18 @@ async def _check_channel_layer() -> None:
         raise RuntimeError("no channel layer configured")
     # The default prefix: channels-redis pops a process's specific channels from one Redis queue
     # per prefix under one lock, so a probe with its own prefix waited behind any open socket's
-    # blocking pop and timed out (503) on every process with a socket open.
+    # blocking pop and timed out (503) on every process with a socket open. Through a group, as
+    # the chat's frames go: r1chat's Redis layer keeps a message to its own process's channel
+    # in the process, but asks Redis who is in a group.
     channel = await layer.new_channel()
+    group = f"healthz.{uuid.uuid4().hex}"
     probe = {"type": "healthz.probe", "token": uuid.uuid4().hex}
-    await layer.send(channel, probe)
-    received = await asyncio.wait_for(layer.receive(channel), timeout=2)
+    await layer.group_add(group, channel)
+    try:
+        await layer.group_send(group, probe)
+        received = await asyncio.wait_for(layer.receive(channel), timeout=2)
+    finally:
+        await layer.group_discard(group, channel)
     if received.get("token") != probe["token"]:
         raise RuntimeError("channel layer returned a different message")
 

@@ -12,10 +12,13 @@ def test_healthz_is_ok_when_database_and_channel_layer_work(client):
 
 
 @pytest.mark.django_db
-def test_healthz_names_the_failing_channel_layer(client):
+@pytest.mark.parametrize(
+    "backend", ["r1chat.layers.TeamChannelLayer", "channels_redis.core.RedisChannelLayer"]
+)
+def test_healthz_names_the_failing_channel_layer(client, backend):
     broken = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": backend,
             "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"]},
         }
     }
