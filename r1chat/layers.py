@@ -98,8 +98,9 @@ class TeamChannelLayer(RedisChannelLayer):
 
     Here a message for one of this process's channels is put straight into that channel's buffer
     (a group send asks Redis only who is in the group: one round trip); messages from other
-    processes are popped by one task per process (`_pump`) that nothing cancels, into the same
-    buffers; a receive only waits on its own buffer, so cancelling it loses nothing. When Redis
+    processes are popped into the same buffers by a task of the process (`_pump`, while anything
+    receives) that nothing cancels; a receive only waits on its own buffer, so cancelling it
+    loses nothing. When Redis
     fails, the receives waiting in this process raise the error (their sockets close, as with
     the stock layer) and the pump tries again until Redis is back.
 
@@ -111,17 +112,15 @@ class TeamChannelLayer(RedisChannelLayer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._mine = f"specific.{self.client_prefix}!"  # every channel of this process
+        self._mine = f".{self.client_prefix}!"  # in the name of every channel of this process
         self._waiters: dict[str, asyncio.Future[None]] = {}
-        self._pump_task: asyncio.Task[None] | None = None
-
-    async def new_channel(self, prefix: str = "specific") -> str:
-        if prefix != "specific":
-            raise ValueError("this layer makes channels with the default prefix only")
-        return await super().new_channel(prefix)
+        self._pumps: dict[str, asyncio.Task[None]] = {}  # by this process's queue in Redis
+        self._receivers = 0  # receives in progress
+        self._failures = 0  # times the pump met a Redis error, and the last one
+        self._failure: Exception | None = None
 
     def _local(self, channel: str) -> bool:
-        return channel.startswith(self._mine)
+        return self._mine in channel
 
     def _deliver(self, channel: str, message: dict[str, Any]) -> None:
         self.receive_buffer[channel].put_nowait(dict(message))
@@ -162,39 +161,49 @@ class TeamChannelLayer(RedisChannelLayer):
     async def receive(self, channel: str) -> dict[str, Any]:
         if not self._local(channel):
             return await super().receive(channel)  # type: ignore[no-any-return]
-        self._start_pump()
-        loop = asyncio.get_running_loop()
-        while (queue := self.receive_buffer[channel]).empty():
-            waiter = self._waiters.get(channel)
-            if waiter is None or waiter.done():
-                waiter = self._waiters[channel] = loop.create_future()
-            await asyncio.wait({waiter})  # (a cancel here leaves the waiter to the others)
-            if self._waiters.get(channel) is waiter:
-                del self._waiters[channel]
-            if waiter.exception() is not None:
-                raise waiter.exception()  # type: ignore[misc]
-        message = queue.get_nowait()
-        if queue.empty() and self.receive_buffer.get(channel) is queue:
-            del self.receive_buffer[channel]
+        self._receivers += 1
+        try:
+            self._start_pump(self.non_local_name(channel))
+            loop = asyncio.get_running_loop()
+            while (queue := self.receive_buffer[channel]).empty():
+                waiter = self._waiters.get(channel)
+                if waiter is None or waiter.done():
+                    waiter = self._waiters[channel] = loop.create_future()
+                failures = self._failures
+                await asyncio.wait({waiter})  # (a cancel here leaves the waiter to the others)
+                if self._waiters.get(channel) is waiter:
+                    del self._waiters[channel]
+                if self._failures != failures and self._failure is not None:
+                    raise self._failure  # Redis failed while this receive waited
+            message = queue.get_nowait()
+            if queue.empty() and self.receive_buffer.get(channel) is queue:
+                del self.receive_buffer[channel]
+        finally:
+            self._receivers -= 1
         return message  # type: ignore[no-any-return]
 
-    def _start_pump(self) -> None:
+    def _start_pump(self, queue: str) -> None:
+        """One pump per queue of this process in Redis (one per channel-name prefix in use)."""
         loop = asyncio.get_running_loop()
-        task = self._pump_task
+        task = self._pumps.get(queue)
         if task is None or task.done() or task.get_loop() is not loop:
-            self._pump_task = loop.create_task(self._pump(), name="channel layer pump")
+            self._pumps[queue] = loop.create_task(self._pump(queue), name=f"pump {queue}")
 
-    async def _pump(self) -> None:
-        """Pop this process's messages from Redis into their channels' buffers."""
+    async def _pump(self, queue: str) -> None:
+        """Pop this process's messages from Redis into their channels' buffers, while anything
+        in the process receives (what comes meanwhile waits in Redis for the next receive)."""
         pause = 0.1
-        while True:
+        while self._receivers:
             try:
-                channel, message = await self.receive_single(self._mine)
+                channel, message = await self.receive_single(queue)
             except Exception as exc:
+                if not self._receivers:
+                    return
                 logger.warning("the channel layer cannot read from Redis: %s", exc)
+                self._failure, self._failures = exc, self._failures + 1
                 for waiter in list(self._waiters.values()):
                     if not waiter.done():
-                        waiter.set_exception(exc)
+                        waiter.set_result(None)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, self.PUMP_RETRY_AT_MOST)
                 continue

@@ -92,8 +92,8 @@ async def two_processes() -> AsyncIterator[tuple[TeamChannelLayer, TeamChannelLa
     yield layers
     await layers[0].flush()
     for layer in layers:
-        if layer._pump_task is not None:
-            layer._pump_task.cancel()
+        for pump in layer._pumps.values():
+            pump.cancel()
         await layer.close_pools()
 
 
