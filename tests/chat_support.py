@@ -112,3 +112,20 @@ def assemble(frames: list[dict[str, Any]], message_id: str) -> tuple[str, str, l
             answer += frame.get("answer", "")
             seqs.append(frame["seq"])
     return reasoning, answer, seqs
+
+
+def redis_url_or_skip() -> str:
+    """The Redis of this run (REDIS_URL), else the machine's; the test is skipped without one."""
+    import os
+    import socket
+    from urllib.parse import urlsplit
+
+    import pytest
+
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    where = urlsplit(url)
+    try:
+        socket.create_connection((where.hostname, where.port or 6379), timeout=1).close()
+    except OSError:
+        pytest.skip(f"no Redis at {url}")
+    return url

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import os
 import threading
 import uuid
 
@@ -17,7 +16,7 @@ from django.utils import timezone
 from conversations import actions, generation
 from conversations.models import Conversation, Message
 from conversations.simulator import Scenario
-from tests.chat_support import Tab, assemble, make_backend, make_user
+from tests.chat_support import Tab, assemble, make_backend, make_user, redis_url_or_skip
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -952,15 +951,7 @@ async def test_a_tab_that_opens_has_a_connection_to_the_model_ready_for_its_ques
 def redis_layer(request, settings):
     """The team's channel layers (r1chat's, and channels-redis `core` as it is), on the Redis this
     machine runs."""
-    import socket
-    from urllib.parse import urlsplit
-
-    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-    where = urlsplit(url)
-    try:
-        socket.create_connection((where.hostname, where.port or 6379), timeout=1).close()
-    except OSError:
-        pytest.skip(f"no Redis at {url}")
+    url = redis_url_or_skip()
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": request.param,

@@ -4,16 +4,14 @@ Redis."""
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import uuid
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit
 
 import pytest
 from channels.exceptions import ChannelFull
 
 from r1chat.layers import LocalChannelLayer, TeamChannelLayer
+from tests.chat_support import redis_url_or_skip
 
 
 async def test_a_readers_messages_arrive_in_order_and_its_queue_stays_while_it_reads() -> None:
@@ -78,12 +76,7 @@ async def test_a_full_channel_refuses_and_a_bad_name_is_refused() -> None:
 @pytest.fixture
 async def two_processes() -> AsyncIterator[tuple[TeamChannelLayer, TeamChannelLayer]]:
     """Two layers on one Redis prefix, as two processes of one install have."""
-    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-    where = urlsplit(url)
-    try:
-        socket.create_connection((where.hostname, where.port or 6379), timeout=1).close()
-    except OSError:
-        pytest.skip(f"no Redis at {url}")
+    url = redis_url_or_skip()
     prefix = f"r1chat-layer-{uuid.uuid4().hex[:8]}"
     layers = (
         TeamChannelLayer(hosts=[url], prefix=prefix, capacity=1000),
