@@ -169,10 +169,10 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             # `team` (default): channels-redis `core` with what stays in a process kept in it
-            # (r1chat.layers.TeamChannelLayer); `core` and `pubsub`: channels-redis's own
+            # (r1chat.team_layer.TeamChannelLayer); `core` and `pubsub`: channels-redis's own
             # (README, Performance).
             "BACKEND": {
-                "team": "r1chat.layers.TeamChannelLayer",
+                "team": "r1chat.team_layer.TeamChannelLayer",
                 "core": "channels_redis.core.RedisChannelLayer",
                 "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
             }[os.environ.get("R1CHAT_CHANNEL_LAYER", "team")],

@@ -947,7 +947,9 @@ async def test_a_tab_that_opens_has_a_connection_to_the_model_ready_for_its_ques
 # --- tabs closing beside others (the Redis channel layer) ------------------------------------
 
 
-@pytest.fixture(params=["r1chat.layers.TeamChannelLayer", "channels_redis.core.RedisChannelLayer"])
+@pytest.fixture(
+    params=["r1chat.team_layer.TeamChannelLayer", "channels_redis.core.RedisChannelLayer"]
+)
 def redis_layer(request, settings):
     """The team's channel layers (r1chat's, and channels-redis `core` as it is), on the Redis this
     machine runs."""
