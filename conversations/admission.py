@@ -7,19 +7,18 @@ whole burst, and every stream's first token came at the end of it.
 
 Now the frames from the tabs are taken PER_PASS per pass while others wait (a Stop frame at
 once: `consumers._is_stop`), so between two the loop reads the model servers and relays each
-stream's first token as soon as it comes. While
-questions wait, what can wait does (`after_burst`): the streams that already run hold their
-later tokens, and the new conversations' rows wait to be written (a database thread busy with
-them takes the interpreter from the loop for milliseconds at every pass). Once no question
-waits, the held streams go on HELD_PER_PASS per pass (each catches up on several tokens at
-once: all at once, they delayed the last questions' first tokens), then the writes go, once
-the burst's streams have their first tokens too (`expect`/`arrived`: a database thread writing
-200 new conversations took ~65 ms of interpreter in the 100 ms in which the last of those
-came). Nothing is held longer than HOLD_AT_MOST, however many questions keep coming. A stream
-holds only while questions wait: the writes still waiting for the held streams to go on must
-not hold them again (streams released eight at a time re-held at their next token, behind
-writes that waited for no stream to be held, fell up to half a second behind their model for a
-second after every burst).
+stream's first token as soon as it comes. While questions wait, what can wait does
+(`after_burst`): the streams that already run hold their later tokens, and the new
+conversations' rows wait to be written (a database thread busy with them takes the interpreter
+from the loop for milliseconds at every pass). Once no question waits, the held streams go on
+HELD_PER_PASS per pass (each catches up on several tokens at once: all at once, they delayed
+the last questions' first tokens), then the writes go, once the burst's streams have their
+first tokens too (`expect`/`arrived`: a database thread writing 200 new conversations took ~65
+ms of interpreter in the 100 ms in which the last of those came). Nothing is held longer than
+HOLD_AT_MOST, however many questions keep coming. A stream holds only while questions wait: the
+writes still waiting for the held streams to go on must not hold them again (streams released
+eight at a time re-held at their next token, behind writes that waited for no stream to be
+held, fell up to half a second behind their model for a second after every burst).
 
 While questions wait, the cyclic garbage collector waits too (`CollectorPause`): nearly
 everything a burst allocates (runners, their requests and frames, the new messages) lives on,

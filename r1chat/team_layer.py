@@ -32,9 +32,8 @@ class TeamChannelLayer(RedisChannelLayer):
     (a group send asks Redis only who is in the group: one round trip); messages from other
     processes are popped into the same buffers by a task of the process (`_pump`, while anything
     receives) that nothing cancels; a receive only waits on its own buffer, so cancelling it
-    loses nothing. When Redis
-    fails, the receives waiting in this process raise the error (their sockets close, as with
-    the stock layer) and the pump tries again until Redis is back.
+    loses nothing. When Redis fails, the receives waiting in this process raise the error (their
+    sockets close, as with the stock layer) and the pump tries again until Redis is back.
 
     Messages between processes are the stock layer's: msgpack, expiry, capacity. In a process
     they are shallow copies (frames are not changed after they are sent) and a full buffer drops

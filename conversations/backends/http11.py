@@ -49,11 +49,6 @@ class Proxy(NamedTuple):
     authorization: bytes  # a Proxy-Authorization header line, or b""
 
 
-def environment_proxies() -> dict[str, str]:
-    """The proxies the environment names, by scheme ("no": the hosts that bypass them)."""
-    return urllib.request.getproxies_environment()
-
-
 def proxy_for(origin: tuple[str, str, int], proxies: dict[str, str]) -> Proxy | None:
     """The proxy to reach `origin` through, or None to connect directly."""
     scheme, host, port = origin
@@ -190,7 +185,8 @@ class Pool:
         # expected to send one soon (`expect`), by origin.
         self._warming: dict[tuple[str, str, int], set[asyncio.Task[None]]] = {}
         self._expected: dict[tuple[str, str, int], int] = {}
-        self._proxies = environment_proxies()
+        # The proxies the environment names, by scheme ("no": the hosts that bypass them).
+        self._proxies = urllib.request.getproxies_environment()
         self._proxy_by_origin: dict[tuple[str, str, int], Proxy | None] = {}
 
     def _proxy(self, origin: tuple[str, str, int]) -> Proxy | None:
