@@ -384,17 +384,21 @@ class GenerationRunner:
             await asyncio.sleep(PERSIST_INTERVAL - loop.time() % PERSIST_INTERVAL)
             if not self.changed_since_persist:
                 continue
-            self.changed_since_persist = False
-            try:
-                await _store_progress(
-                    (
-                        self.message.pk,
-                        "".join(self.answer_parts) + "".join(self.pending_answer),
-                        "".join(self.reasoning_parts) + "".join(self.pending_reasoning),
-                        self.reasoning_started_at,
-                        self.answer_started_at,
-                    )
+            # The text whose frames went out, not what waits for the next frame: stored text is
+            # never ahead of what the tabs were sent (a process killed in between left a tab
+            # on another process missing words the stored message had). The rest goes with the
+            # next write.
+            async with self.sending:
+                row = (
+                    self.message.pk,
+                    "".join(self.answer_parts),
+                    "".join(self.reasoning_parts),
+                    self.reasoning_started_at,
+                    self.answer_started_at,
                 )
+                self.changed_since_persist = bool(self.pending_answer or self.pending_reasoning)
+            try:
+                await _store_progress(row)
             except Exception as exc:
                 # The database failed this once (a deadlock victim, a restart): the text goes
                 # with the next write. The persister used to end here, and with it every later
