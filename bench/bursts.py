@@ -20,6 +20,9 @@ Django, no Channels, nothing checked or stored) in the same harness: the floor u
 figures on this machine. --announce makes it send three frames before the first token, as
 r1chat announces a new conversation and its two messages.
 
+--redis URL puts the servers' cache and channel layer on Redis (as REDIS_URL does in a team's
+deployment; keys under a per-run prefix, deleted at the end); the database stays SQLite.
+
 --baseline DIR also serves another checkout of r1chat (made with `git worktree add`), on the
 same database and simulator; each round then has a burst for each server, in rotating order:
 two versions compared in the same minutes of the machine.
@@ -106,11 +109,15 @@ def main() -> None:
     parser.add_argument("--floor", action="store_true", help="serve bench/floor_app.py instead")
     parser.add_argument("--announce", action="store_true", help="--floor: three frames first")
     parser.add_argument("--baseline", type=Path, help="another checkout, served beside this one")
+    parser.add_argument("--redis", help="REDIS_URL: the servers' cache and channel layer on Redis")
     args = parser.parse_args()
 
     import psutil
 
     data_dir, env = relay.bench_env("r1chat-bursts-", send_rate=100_000)
+    if args.redis:
+        env["REDIS_URL"] = args.redis
+        env["R1CHAT_REDIS_PREFIX"] = f"r1chat-bursts-{os.getpid()}"
     os.environ.update(env)
     subprocess.run([relay.PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     sim_port = relay.free_port()
@@ -160,6 +167,8 @@ def main() -> None:
             served = "the floor relay (bench/floor_app.py" + (
                 ", announcing)" if args.announce else ")"
             )
+        if args.redis:
+            served += " with its cache and channel layer on Redis"
         if args.baseline:
             served += f"; baseline: {checkouts['baseline']}"
         print(f"bursts of {args.streams} questions, {args.tokens}-token answers at "
@@ -198,6 +207,8 @@ def main() -> None:
         for child in children:
             child.wait(10)
         relay.remove_data_dir(data_dir)
+        if args.redis:
+            relay.remove_redis_keys(args.redis, env["R1CHAT_REDIS_PREFIX"])
 
 
 def _report(args: Any, rows: list[dict[str, Any]], checkouts: dict[str, Path]) -> None:

@@ -508,15 +508,21 @@ def create_database(server_url: str, name: str) -> str:
 def _clean_up(args: Any, env: dict[str, str]) -> None:
     """Drop the bench database and delete this run's Redis keys."""
     import psycopg
-    import redis
     from django.db import connections
 
     connections.close_all()
     name = env["DATABASE_URL"].rsplit("/", 1)[1]
     with psycopg.connect(args.pg, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    client = redis.Redis.from_url(args.redis)
-    keys = list(client.scan_iter(match=env["R1CHAT_REDIS_PREFIX"] + "*", count=1000))
+    remove_redis_keys(args.redis, env["R1CHAT_REDIS_PREFIX"])
+
+
+def remove_redis_keys(url: str, prefix: str) -> None:
+    """Delete a run's keys (those under its R1CHAT_REDIS_PREFIX)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
     for start in range(0, len(keys), 500):
         client.delete(*keys[start : start + 500])
     client.close()

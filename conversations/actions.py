@@ -21,7 +21,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import CHAT_DEFAULTS
 
-from . import catalog
+from . import catalog, sendcache
 from .admission import admission
 from .backends.base import ChatRequest
 from .db import Batched
@@ -38,7 +38,6 @@ DEFAULT_SETTINGS: dict[str, Any] = {**CHAT_DEFAULTS, "enhanced_reasoning": True}
 SEND_RATE_PER_MINUTE = int(getattr(django_settings, "R1CHAT_SEND_RATE_PER_MINUTE", 30))
 CLIENT_ID_SECONDS = 24 * 60 * 60
 QUOTA_CACHE_SECONDS = 60
-QUOTAS_IN_USE_KEY = "r1chat:quotas-in-use"
 TITLE_CHARS = 60
 
 
@@ -130,15 +129,17 @@ def _refuse_while_shutting_down() -> None:
         )
 
 
-def _throttle(user: Any) -> None:
-    """At most SEND_RATE_PER_MINUTE sends a minute, in any process (one cache operation)."""
-    key = f"r1chat:sends:{user.pk}:{int(timezone.now().timestamp() // 60)}"
-    try:
-        count = cache.incr(key)
-    except ValueError:  # this minute's first send
-        count = 1 if cache.add(key, 1, timeout=120) else cache.incr(key)
-    if count > SEND_RATE_PER_MINUTE:
+def _count_send(user: Any, client_id: str | None = None) -> sendcache.SendState:
+    """At most SEND_RATE_PER_MINUTE sends a minute, in any process; the first send with a
+    `client_id` claims it (see `sendcache`: what a question needs from the shared cache)."""
+    state = sendcache.read(
+        user.pk, client_id, limit=SEND_RATE_PER_MINUTE, claim_seconds=CLIENT_ID_SECONDS
+    )
+    if state.sends > SEND_RATE_PER_MINUTE:
         raise ClientError("throttled", _("You are sending messages too fast. Wait a minute."))
+    if client_id is not None and not state.claimed:
+        raise ClientError("duplicate", _("This message was already sent."))
+    return state
 
 
 def initial_title(content: str) -> str:
@@ -169,11 +170,6 @@ class Turn:
     sent: asyncio.Event = field(default_factory=asyncio.Event)
     # Set once announce_turn told the tabs: the runner's frames wait for it (see run_turn).
     announced: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-def _claim_client_id(user: Any, client_id: str) -> bool:
-    """The first send with this id wins, in any process (the shared cache)."""
-    return cache.add(f"r1chat:client-id:{user.pk}:{client_id}", 1, timeout=CLIENT_ID_SECONDS)
 
 
 def _busy(tree: Tree) -> bool:
@@ -290,10 +286,10 @@ def _check_and_save(turn: Turn) -> None:
 
 
 async def _resolve_config(
-    user: Any, conversation: Conversation | None, chosen: dict[str, Any]
+    user: Any, conversation: Conversation | None, chosen: dict[str, Any], backends_version: Any
 ) -> dict[str, Any]:
     merged = effective_settings(user, conversation, chosen)
-    backend, model, info = await catalog.resolve(merged)
+    backend, model, info = await catalog.resolve(merged, backends_version)
     deep_think = bool(merged.get("deep_think", True))
     if info is not None and info.thinking == "never":
         deep_think = False
@@ -327,11 +323,9 @@ async def send_message(
 ) -> Turn:
     """Create the user's message and the assistant's (streaming); then `start_generation`."""
     _refuse_while_shutting_down()
-    _throttle(user)
-    if not _claim_client_id(user, client_id):
-        raise ClientError("duplicate", _("This message was already sent."))
+    state = _count_send(user, client_id)
     try:
-        await _check_quota(user)
+        await _check_quota(user, state.quotas_in_use)
         if conversation is None:
             if parent is not None:
                 raise not_found()
@@ -350,9 +344,11 @@ async def send_message(
                 leaf = tree.by_id.get(target.current_leaf_id) if target.current_leaf_id else None
                 parent_message = leaf or tree.default_leaf()
             created = False
-        config = await _resolve_config(user, None if created else target, settings)
+        config = await _resolve_config(
+            user, None if created else target, settings, state.backends_version
+        )
     except BaseException:
-        cache.delete(f"r1chat:client-id:{user.pk}:{client_id}")  # refused: may be sent again
+        sendcache.release(user.pk, client_id)  # refused: may be sent again
         raise
     user_message = new_row(
         Message, conversation=target, parent=parent_message, role=Message.Role.USER,
@@ -376,7 +372,7 @@ async def send_message(
         try:
             await sync_to_async(_check_and_save)(turn)
         except (ClientError, IntegrityError):
-            cache.delete(f"r1chat:client-id:{user.pk}:{client_id}")
+            sendcache.release(user.pk, client_id)
             raise
     return turn
 
@@ -390,12 +386,12 @@ async def _new_version(
     if content is not None and message.role != Message.Role.USER:
         raise ClientError("invalid", _("Only your own messages can be edited."))
     _refuse_while_shutting_down()
-    _throttle(user)
-    await _check_quota(user)
+    state = _count_send(user)
+    await _check_quota(user, state.quotas_in_use)
     conversation, tree = await sync_to_async(_load_for_turn)(user, message.conversation.uuid)
     if _busy(tree):
         raise ClientError("busy", _("Wait for the answer to finish, or stop it first."))
-    config = await _resolve_config(user, conversation, settings)
+    config = await _resolve_config(user, conversation, settings, state.backends_version)
     if content is None:  # regenerate: a sibling answer to the same question
         question = tree.by_id.get(message.parent_id) if message.parent_id else None
         if question is None:
@@ -516,9 +512,10 @@ async def run_turn(turn: Turn, client_id: str | None = None) -> GenerationRunner
     return runner
 
 
-async def _check_quota(user: Any) -> None:
-    """Refuse before anything is stored once the user's daily token quota is used up."""
-    if not await _quotas_in_use():
+async def _check_quota(user: Any, cached: bool | None) -> None:
+    """Refuse before anything is stored once the user's daily token quota is used up.
+    `cached`: whether quotas are in use as the shared cache said (None: not in it)."""
+    if not await _quotas_in_use(cached):
         return
     from review.quota import aquota_error
 
@@ -530,7 +527,7 @@ async def _check_quota(user: Any) -> None:
 _quota_lookup: asyncio.Task[bool] | None = None  # the lookup in flight (see _quotas_in_use)
 
 
-async def _quotas_in_use() -> bool:
+async def _quotas_in_use(cached: bool | None) -> bool:
     """Whether any quota applies to anyone: read on every send, so cached until one changes.
 
     One lookup at a time per process: a burst of questions on a cold cache waits for the same
@@ -538,9 +535,8 @@ async def _quotas_in_use() -> bool:
     global _quota_lookup
     if django_settings.R1CHAT_DEFAULT_DAILY_TOKEN_QUOTA:
         return True
-    in_use = cache.get(QUOTAS_IN_USE_KEY)
-    if in_use is not None:
-        return bool(in_use)
+    if cached is not None:
+        return cached
     loop = asyncio.get_running_loop()
     if _quota_lookup is None or _quota_lookup.done() or _quota_lookup.get_loop() is not loop:
         _quota_lookup = loop.create_task(_look_up_quotas())
@@ -551,18 +547,20 @@ async def _look_up_quotas() -> bool:
     from review.models import UserQuota
 
     in_use = await UserQuota.objects.filter(daily_tokens__gt=0).aexists()
-    cache.set(QUOTAS_IN_USE_KEY, in_use, timeout=QUOTA_CACHE_SECONDS)
+    # (an integer: stored as it is, which `sendcache`'s script reads)
+    cache.set(sendcache.QUOTAS_IN_USE_KEY, int(in_use), timeout=QUOTA_CACHE_SECONDS)
     return in_use
 
 
 async def warm() -> None:
     """What every send reads, looked up before a tab's first question needs it."""
-    await _quotas_in_use()
+    in_use = cache.get(sendcache.QUOTAS_IN_USE_KEY)
+    await _quotas_in_use(None if in_use is None else bool(in_use))
 
 
 def quota_changed(**kwargs: Any) -> None:
     """Signal receiver: a user's quota was set or removed."""
-    cache.delete(QUOTAS_IN_USE_KEY)
+    cache.delete(sendcache.QUOTAS_IN_USE_KEY)
 
 
 async def _after_generation(runner: GenerationRunner) -> None:

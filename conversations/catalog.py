@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 from .backends import get_backend
 from .backends.base import BackendError, ModelBackend, ModelInfo
 from .models import Backend
+from .sendcache import BACKENDS_VERSION_KEY
 
 MODEL_CACHE_SECONDS = 60.0
 UNREACHABLE_CACHE_SECONDS = 10.0
@@ -25,7 +26,6 @@ _fetching: dict[int, asyncio.Future[tuple[list[ModelInfo], str | None]]] = {}
 # The enabled backends, read from the database when the version in the shared cache changes
 # (every save or delete of a Backend bumps it) and refreshed after BACKENDS_SECONDS (a change
 # made by another process that does not share the cache, e.g. `manage.py shell`).
-BACKENDS_VERSION_KEY = "r1chat:backends-version"
 BACKENDS_SECONDS = 2.0
 _backends: tuple[float, Any, list[Backend]] | None = None
 # The lookup in flight and the version it reads for: one query however many questions ask.
@@ -40,12 +40,17 @@ def backends_changed(**kwargs: Any) -> None:
     forget(getattr(kwargs.get("instance"), "pk", None))
 
 
-async def enabled_backends() -> list[Backend]:
+UNREAD: Any = object()  # the version: not read yet
+
+
+async def enabled_backends(version: Any = UNREAD) -> list[Backend]:
     """The enabled backends. A list older than BACKENDS_SECONDS is still answered at once while
     a fresh one is read in the background: every question needs it, and a question after a
     quiet moment waited for a database round trip through the shared sync thread (a burst of
-    them, for one each)."""
-    version = cache.get(BACKENDS_VERSION_KEY)  # sync on purpose: no thread hop for a cache hit
+    them, for one each). `version`: the backends' version in the shared cache, when the caller
+    read it already (a question reads it with the rest it needs: `sendcache`)."""
+    if version is UNREAD:  # (sync on purpose: no thread hop for a cache hit)
+        version = cache.get(BACKENDS_VERSION_KEY)
     if _backends is not None and _backends[1] == version:
         if time.monotonic() - _backends[0] >= BACKENDS_SECONDS:
             _look_up(version)
@@ -205,9 +210,11 @@ async def picker(user: Any = None) -> list[dict[str, Any]]:
     ]
 
 
-async def resolve(choice: dict[str, Any]) -> tuple[Backend | None, str, ModelInfo | None]:
+async def resolve(
+    choice: dict[str, Any], backends_version: Any = UNREAD
+) -> tuple[Backend | None, str, ModelInfo | None]:
     """The backend and model a generation uses: the chosen ones, else the first that works."""
-    backends = await enabled_backends()
+    backends = await enabled_backends(backends_version)
     if not backends:
         return None, "", None
     backend = next((b for b in backends if b.pk == choice.get("backend")), backends[0])
