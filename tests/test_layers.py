@@ -133,3 +133,80 @@ async def test_a_cancelled_receive_loses_nothing(two_processes) -> None:  # type
             await asyncio.sleep(0.01)
     task.cancel()
     assert got == list(range(500))
+
+
+async def test_a_burst_of_group_sends_reaches_every_member_in_order(two_processes) -> None:  # type: ignore[no-untyped-def]
+    """200 streams sending at once, each to a group with a tab in this process and one in
+    another: every message arrives, each stream's in order, and the sends share round trips
+    (one per group each had exhausted the connection pool: "Too many connections")."""
+    here, there = two_processes
+    streams, frames = 200, 4  # (800 messages to the other process: its queue holds 1,000)
+    groups = [f"conv.{i}" for i in range(streams)]
+    mine = [await here.new_channel() for _ in groups]
+    theirs = [await there.new_channel() for _ in groups]
+    for group, a, b in zip(groups, mine, theirs, strict=True):
+        await here.group_add(group, a)
+        await there.group_add(group, b)
+
+    async def stream(i: int) -> None:
+        for n in range(frames):
+            await here.group_send(groups[i], {"type": "generation.delta", "i": i, "n": n})
+
+    async def read(layer: TeamChannelLayer, channel: str) -> list[int]:
+        return [(await layer.receive(channel))["n"] for _ in range(frames)]
+
+    async with asyncio.timeout(30):
+        got_here = asyncio.gather(*(read(here, c) for c in mine))
+        got_there = asyncio.gather(*(read(there, c) for c in theirs))
+        await asyncio.gather(*(stream(i) for i in range(streams)))
+        assert await got_here == [list(range(frames))] * streams
+        assert await got_there == [list(range(frames))] * streams
+
+
+async def test_a_full_queue_elsewhere_drops_its_messages_and_nobody_elses(  # type: ignore[no-untyped-def]
+    two_processes, caplog
+) -> None:
+    here, there = two_processes
+    gone = TeamChannelLayer(hosts=here.hosts, prefix=here.prefix)
+    absent = await gone.new_channel()  # a tab whose process stopped reading
+    present = await there.new_channel()
+    await gone.group_add("conv.full", absent)
+    await there.group_add("conv.full", present)
+    # (the sender holds that process's queue to three messages)
+    here.channel_capacity = here.compile_capacities({f"specific.{gone.client_prefix}!*": 3})
+    for n in range(5):
+        await here.group_send("conv.full", {"type": "generation.delta", "n": n})
+    with pytest.raises(ChannelFull):
+        await here.send(absent, {"type": "generation.delta", "n": 5})
+    async with asyncio.timeout(10):
+        assert [(await there.receive(present))["n"] for _ in range(5)] == list(range(5))
+        assert [(await gone.receive(absent))["n"] for _ in range(3)] == [0, 1, 2]
+    assert caplog.text.count("frames dropped") == 2
+    for pump in gone._pumps.values():
+        pump.cancel()
+    await gone.close_pools()
+
+
+@pytest.mark.parametrize("backend", ["team", "core"])
+async def test_an_idle_receive_waits_past_the_blocking_pop(backend: str) -> None:
+    """The layer as settings.py configures it: a receive with nothing to read for longer than
+    channels-redis's blocking pop (5 s) still waits. (With redis-py 8's default read timeout,
+    also 5 s, it raised "Timeout reading" and every idle socket of the process closed.)"""
+    from channels_redis.core import RedisChannelLayer
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        pytest.skip("REDIS_URL is not set: the Redis layer's settings are not in use")
+    hosts = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]
+    cls = TeamChannelLayer if backend == "team" else RedisChannelLayer
+    layer = cls(hosts=hosts, prefix=f"r1chat-idle-{uuid.uuid4().hex[:8]}")
+    channel = await layer.new_channel()
+    waiting = asyncio.create_task(layer.receive(channel))
+    done, _pending = await asyncio.wait({waiting}, timeout=layer.brpop_timeout + 1.5)
+    assert not done, f"the receive ended: {waiting.exception()!r}"
+    await layer.send(channel, {"type": "hello"})
+    async with asyncio.timeout(5):
+        assert (await waiting)["type"] == "hello"
+    for pump in getattr(layer, "_pumps", {}).values():
+        pump.cancel()
+    await layer.close_pools()
