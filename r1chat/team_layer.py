@@ -31,8 +31,8 @@ class TeamChannelLayer(RedisChannelLayer):
     its receive held the lock dropped the popped frame, as likely another tab's.
 
     Here a message for one of this process's channels is put straight into that channel's buffer
-    (a group send asks Redis only who is in the group; the group sends of one moment ask
-    together, in one round trip: `_Outbox`); messages from other
+    (a group send asks Redis only who is in the group; the group sends and changes of one
+    moment go together, in one round trip: `_Outbox`); messages from other
     processes are popped into the same buffers by a task of the process (`_pump`, while anything
     receives) that nothing cancels; a receive only waits on its own buffer, so cancelling it
     loses nothing. When Redis fails, the receives waiting in this process raise the error (their
@@ -78,6 +78,25 @@ class TeamChannelLayer(RedisChannelLayer):
         elif await self._send_elsewhere([([channel], message)]):
             raise ChannelFull()
 
+    async def group_add(self, group: str, channel: str) -> None:
+        """With the other group changes and sends of the moment (`_Outbox`): a burst of 200
+        questions joins 400 groups (the tab's and the runner's), two round trips each before."""
+        assert self.require_valid_group_name(group), "Group name not valid"
+        assert self.require_valid_channel_name(channel), "Channel name not valid"
+        await self._outbox().run(_ADD, group, channel)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        assert self.require_valid_group_name(group), "Group name not valid"
+        assert self.require_valid_channel_name(channel), "Channel name not valid"
+        await self._outbox().run(_DISCARD, group, channel)
+
+    def _outbox(self) -> _Outbox:
+        loop = asyncio.get_running_loop()
+        outbox = self._outboxes.get(loop)
+        if outbox is None:
+            outbox = self._outboxes[loop] = _Outbox(self)
+        return outbox
+
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         """Deliver to the group's channels in this process; send to the others' processes.
 
@@ -87,23 +106,31 @@ class TeamChannelLayer(RedisChannelLayer):
         client alone; and sends to other processes, four round trips each, ran out of the
         connection pool when many went at once."""
         assert self.require_valid_group_name(group), "Group name not valid"
-        loop = asyncio.get_running_loop()
-        outbox = self._outboxes.get(loop)
-        if outbox is None:
-            outbox = self._outboxes[loop] = _Outbox(self)
-        await outbox.send(group, message)
+        await self._outbox().run(_SEND, group, message)
 
-    async def _members(self, groups: list[str]) -> dict[str, list[str]]:
-        """The channels in each group (expired members dropped first, as the stock layer does),
-        in one script per Redis server (a command per group cost ~40 µs more in the client)."""
-        by_server: defaultdict[int, list[str]] = defaultdict(list)
+    async def _apply(
+        self, changes: list[tuple[str, str, str]], groups: list[str]
+    ) -> dict[str, list[str]]:
+        """Group changes ((_ADD or _DISCARD, group, channel), in order), then the channels in
+        each of `groups` (expired members dropped first, as the stock layer does): one script
+        per Redis server (a command each cost ~40 µs more in the client)."""
+        by_server: defaultdict[int, tuple[list[tuple[str, str, str]], list[str]]] = defaultdict(
+            lambda: ([], [])
+        )
+        for change in changes:
+            by_server[self.consistent_hash(change[1])][0].append(change)
         for group in groups:
-            by_server[self.consistent_hash(group)].append(group)
-        expired = int(time.time()) - self.group_expiry
+            by_server[self.consistent_hash(group)][1].append(group)
+        now = time.time()
         found: dict[str, list[str]] = {}
-        for index, names in by_server.items():
-            keys = [self._group_key(group) for group in names]
-            replies = await self.connection(index).eval(_MEMBERS_LUA, len(keys), *keys, expired)
+        for index, (server_changes, names) in by_server.items():
+            keys = [self._group_key(group) for _op, group, _channel in server_changes]
+            keys += [self._group_key(group) for group in names]
+            args: list[Any] = [now, self.group_expiry, int(now) - self.group_expiry]
+            args.append(len(server_changes))
+            for op, _group, channel in server_changes:
+                args += (op, channel)
+            replies = await self.connection(index).eval(_GROUPS_LUA, len(keys), *keys, *args)
             for group, members in zip(names, replies, strict=True):
                 found[group] = [member.decode() for member in members]
         return found
@@ -194,12 +221,27 @@ class TeamChannelLayer(RedisChannelLayer):
                 self._deliver(each, message)
 
 
-# KEYS: the groups. ARGV: the time before which a member has expired. The members of each.
-_MEMBERS_LUA = """
+_SEND, _ADD, _DISCARD = "s", "a", "d"
+
+# KEYS: the groups changed (one per change), then the groups read. ARGV: the time, the groups'
+# expiry, the time before which a member has expired, the number of changes, then each change
+# (_ADD or _DISCARD, the channel). The stock layer's commands, in order; the members of each
+# group read.
+_GROUPS_LUA = """
+local changes = tonumber(ARGV[4])
+for i = 1, changes do
+  local op, channel = ARGV[3 + 2 * i], ARGV[4 + 2 * i]
+  if op == 'a' then
+    redis.call('ZADD', KEYS[i], ARGV[1], channel)
+    redis.call('EXPIRE', KEYS[i], ARGV[2])
+  else
+    redis.call('ZREM', KEYS[i], channel)
+  end
+end
 local members = {}
-for i = 1, #KEYS do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, ARGV[1])
-  members[i] = redis.call('ZRANGE', KEYS[i], 0, -1)
+for i = changes + 1, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, ARGV[3])
+  members[i - changes] = redis.call('ZRANGE', KEYS[i], 0, -1)
 end
 return members
 """
@@ -227,54 +269,70 @@ return full
 
 
 class _Outbox:
-    """The group sends of one event loop, taken together: every send made while the members of
-    the previous ones are asked for goes in the next question to Redis (one round trip for them
-    all, each group asked once), so the busier the process, the more frames share a round trip.
-    Messages are delivered in the order they were sent; a sender waits for its own."""
+    """The group changes and sends of one event loop, taken together: everything asked for while
+    the previous batch is with Redis goes in the next (one round trip for all of it, each group
+    read once), so the busier the process, the more share a round trip. Changes are made in the
+    order asked, before the batch's sends read the groups; messages are delivered in the order
+    sent. Each caller waits for its own."""
 
     def __init__(self, layer: TeamChannelLayer) -> None:
         self.layer = layer
-        self.pending: list[tuple[str, dict[str, Any], asyncio.Future[None]]] = []
+        self.pending: list[tuple[str, str, Any, asyncio.Future[None]]] = []
         self.task: asyncio.Task[None] | None = None
 
-    async def send(self, group: str, message: dict[str, Any]) -> None:
-        """Deliver `message` to the group's channels in this process (waited for) and to the
-        others (after the batch's local deliveries)."""
+    async def run(self, op: str, group: str, what: Any) -> None:
+        """_ADD or _DISCARD `what` (a channel) to or from `group`, or _SEND it (a message) to
+        the group's channels: those in this process first, then the others'."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self.pending.append((group, message, future))
+        self.pending.append((op, group, what, future))
         if self.task is None or self.task.done():
-            self.task = loop.create_task(self._run(), name="group sends")
+            self.task = loop.create_task(self._run(), name="group changes and sends")
         await future
 
     async def _run(self) -> None:
         layer = self.layer
         while self.pending:
             batch, self.pending = self.pending, []
+            changes = [(op, group, channel) for op, group, channel, _f in batch if op != _SEND]
+            reads = list(dict.fromkeys(group for op, group, _w, _f in batch if op == _SEND))
             try:
-                members = await layer._members(list(dict.fromkeys(g for g, _m, _f in batch)))
-            except Exception as exc:  # Redis failed: each sender gets the error
-                for _group, _message, future in batch:
+                members = await layer._apply(changes, reads)
+            except Exception as exc:  # Redis failed: each caller gets the error
+                for _op, _group, _what, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            elsewhere = []
-            for group, message, future in batch:
-                remote = []
-                for channel in members[group]:
-                    if layer._local(channel):
-                        layer._deliver(channel, message)
-                    else:
-                        remote.append(channel)
-                if remote:
-                    elsewhere.append((remote, message))
+            elsewhere: list[tuple[list[str], dict[str, Any]]] = []
+            waiting: list[asyncio.Future[None]] = []  # senders to other processes too
+            for op, group, message, future in batch:
+                if op == _SEND:
+                    remote = []
+                    for channel in members[group]:
+                        if layer._local(channel):
+                            layer._deliver(channel, message)
+                        else:
+                            remote.append(channel)
+                    if remote:
+                        elsewhere.append((remote, message))
+                        waiting.append(future)
+                        continue
                 if not future.done():  # (a cancelled sender: its message went all the same)
                     future.set_result(None)
-            if elsewhere:  # (before the next batch: in order)
-                try:
-                    if dropped := await layer._send_elsewhere(elsewhere):
-                        logger.warning(
-                            "%s frames dropped: their channels' queues are full", dropped
-                        )
-                except Exception as exc:
-                    logger.warning("the channel layer cannot send to Redis: %s", exc)
+            if not elsewhere:
+                continue
+            # Before the next batch, and before those senders go on (their next message to the
+            # same process comes after): in order.
+            failure: Exception | None = None
+            try:
+                if dropped := await layer._send_elsewhere(elsewhere):
+                    logger.warning("%s frames dropped: their channels' queues are full", dropped)
+            except Exception as exc:
+                failure = exc
+            for future in waiting:
+                if future.done():
+                    continue
+                if failure is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(failure)

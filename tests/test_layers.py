@@ -210,3 +210,25 @@ async def test_an_idle_receive_waits_past_the_blocking_pop(backend: str) -> None
     for pump in getattr(layer, "_pumps", {}).values():
         pump.cancel()
     await layer.close_pools()
+
+
+async def test_group_changes_made_at_once_all_hold(two_processes) -> None:  # type: ignore[no-untyped-def]
+    """Joins and leaves made at once (a burst of questions joins 400 groups) go together; each
+    holds, with the group's expiry set as the stock layer sets it."""
+    here, there = two_processes
+    channels = [await (here if i % 2 else there).new_channel() for i in range(100)]
+    layer_of = {c: here if i % 2 else there for i, c in enumerate(channels)}
+    await asyncio.gather(*(layer_of[c].group_add("conv.many", c) for c in channels))
+    await here.group_send("conv.many", {"type": "generation.delta", "n": 1})
+    leaving, staying = channels[:50], channels[50:]
+    await asyncio.gather(*(layer_of[c].group_discard("conv.many", c) for c in leaving))
+    await here.group_send("conv.many", {"type": "generation.delta", "n": 2})
+    for channel in channels:  # (the last message each got says whether it was still in)
+        await here.send(channel, {"type": "generation.delta", "n": 0})
+    async with asyncio.timeout(10):
+        got = {c: [(await layer_of[c].receive(c))["n"] for _ in range(2)] for c in leaving}
+        got.update({c: [(await layer_of[c].receive(c))["n"] for _ in range(3)] for c in staying})
+    assert all(got[c] == [1, 0] for c in leaving)
+    assert all(got[c] == [1, 2, 0] for c in staying)
+    ttl = await here.connection(0).ttl(here._group_key("conv.many"))
+    assert 0 < ttl <= here.group_expiry
