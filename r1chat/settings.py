@@ -190,6 +190,8 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": f"{REDIS_PREFIX}-cache",
+            # (one pool for the process, not one per WebSocket: r1chat/cachepool.py)
+            "OPTIONS": {"pool_class": "r1chat.cachepool.SharedConnectionPool"},
         }
     }
 else:

@@ -97,3 +97,34 @@ def test_a_flag_an_older_release_pickled_is_read_afresh(shared: str) -> None:
     cache.set(sendcache.QUOTAS_IN_USE_KEY, True, 60)
     expected = None if shared == "redis" else True
     assert read(1, "a").quotas_in_use is expected
+
+
+async def test_every_task_reads_the_cache_through_one_connection() -> None:
+    """Django keeps a cache object per asyncio task: with a pool of its own, every WebSocket
+    opened its own connection to Redis (r1chat/cachepool.py). 50 tasks reading the cache at
+    once open at most a few."""
+    import asyncio
+    import contextvars
+
+    import redis
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        pytest.skip("REDIS_URL is not set: the Redis cache's settings are not in use")
+    server = redis.Redis.from_url(settings.REDIS_URL)
+    cache.get("warm")  # (the pool's first connection)
+    before = server.info("clients")["connected_clients"]
+    go = asyncio.Event()
+
+    async def tab() -> None:
+        cache.get("anything")
+        await go.wait()  # (each task, and its cache object, still there)
+
+    # (each in a context of its own, as the server starts each socket's task)
+    tabs = [asyncio.create_task(tab(), context=contextvars.Context()) for _ in range(50)]
+    await asyncio.sleep(0.1)
+    opened = server.info("clients")["connected_clients"] - before
+    go.set()
+    await asyncio.gather(*tabs)
+    server.close()
+    assert opened <= 2
