@@ -67,11 +67,10 @@ class TeamChannelLayer(RedisChannelLayer):
             waiter.set_result(None)
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
+        assert isinstance(message, dict), "message is not a dict"
         if self._local(channel):
-            assert isinstance(message, dict), "message is not a dict"
             self._deliver(channel, message)
             return
-        assert isinstance(message, dict), "message is not a dict"
         assert self.require_valid_channel_name(channel), "Channel name not valid"
         if "!" not in channel:  # (a general channel: any process may read it)
             await super().send(channel, message)
@@ -299,11 +298,10 @@ class _Outbox:
             try:
                 members = await layer._apply(changes, reads)
             except Exception as exc:  # Redis failed: each caller gets the error
-                for _op, _group, _what, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+                _settle([future for _op, _group, _what, future in batch], exc)
                 continue
             elsewhere: list[tuple[list[str], dict[str, Any]]] = []
+            done: list[asyncio.Future[None]] = []
             waiting: list[asyncio.Future[None]] = []  # senders to other processes too
             for op, group, message, future in batch:
                 if op == _SEND:
@@ -317,8 +315,8 @@ class _Outbox:
                         elsewhere.append((remote, message))
                         waiting.append(future)
                         continue
-                if not future.done():  # (a cancelled sender: its message went all the same)
-                    future.set_result(None)
+                done.append(future)
+            _settle(done, None)
             if not elsewhere:
                 continue
             # Before the next batch, and before those senders go on (their next message to the
@@ -329,10 +327,15 @@ class _Outbox:
                     logger.warning("%s frames dropped: their channels' queues are full", dropped)
             except Exception as exc:
                 failure = exc
-            for future in waiting:
-                if future.done():
-                    continue
-                if failure is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(failure)
+            _settle(waiting, failure)
+
+
+def _settle(futures: list[asyncio.Future[None]], failure: Exception | None) -> None:
+    """The callers' outcome (a cancelled caller's message went all the same)."""
+    for future in futures:
+        if future.done():
+            continue
+        if failure is None:
+            future.set_result(None)
+        else:
+            future.set_exception(failure)
