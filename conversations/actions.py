@@ -4,30 +4,27 @@ call these; nothing else writes and broadcasts by itself.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
+import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings as django_settings
 from django.core.cache import cache
-from django.db import IntegrityError, connections, router, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import CHAT_DEFAULTS
 
-from . import catalog, sendcache
-from .admission import admission
+from . import catalog
 from .backends.base import ChatRequest
-from .db import Batched
 from .errors import describe_error
 from .generation import GenerationRunner, mark_interrupted, running
-from .models import Conversation, Message, new_row
+from .models import Conversation, Message
 from .protocol import ClientError, not_found
 from .threads import Tree, history_for, serialize_message, serialize_thread
 
@@ -36,7 +33,6 @@ logger = logging.getLogger(__name__)
 # A new user's chat settings; what they save on the account page and per conversation wins.
 DEFAULT_SETTINGS: dict[str, Any] = {**CHAT_DEFAULTS, "enhanced_reasoning": True}
 SEND_RATE_PER_MINUTE = int(getattr(django_settings, "R1CHAT_SEND_RATE_PER_MINUTE", 30))
-CLIENT_ID_SECONDS = 24 * 60 * 60
 QUOTA_CACHE_SECONDS = 60
 TITLE_CHARS = 60
 
@@ -44,19 +40,7 @@ TITLE_CHARS = 60
 # --- access: the one ownership check ------------------------------------------------------
 
 
-# The background inserts of new conversations, by the uuids of their conversation and
-# messages: a frame about one of them (a quick Stop, a second tab) waits for its rows.
-_unsaved: dict[uuid.UUID, asyncio.Task[None]] = {}
-
-
-async def _saved(key: uuid.UUID) -> None:
-    task = _unsaved.get(key)
-    if task is not None:
-        await asyncio.shield(task)
-
-
 async def get_conversation(user: Any, conversation_uuid: uuid.UUID) -> Conversation:
-    await _saved(conversation_uuid)
     conversation = await Conversation.objects.filter(uuid=conversation_uuid, owner=user).afirst()
     if conversation is None:
         raise not_found()
@@ -64,7 +48,6 @@ async def get_conversation(user: Any, conversation_uuid: uuid.UUID) -> Conversat
 
 
 async def get_message(user: Any, message_uuid: uuid.UUID) -> Message:
-    await _saved(message_uuid)
     message = await (
         Message.objects.select_related("conversation")
         .filter(uuid=message_uuid, conversation__owner=user)
@@ -129,17 +112,18 @@ def _refuse_while_shutting_down() -> None:
         )
 
 
-def _count_send(user: Any, client_id: str | None = None) -> sendcache.SendState:
-    """At most SEND_RATE_PER_MINUTE sends a minute, in any process; the first send with a
-    `client_id` claims it (see `sendcache`: what a question needs from the shared cache)."""
-    state = sendcache.read(
-        user.pk, client_id, limit=SEND_RATE_PER_MINUTE, claim_seconds=CLIENT_ID_SECONDS
-    )
-    if state.sends > SEND_RATE_PER_MINUTE:
+async def _throttle(user: Any) -> None:
+    """At most SEND_RATE_PER_MINUTE questions a minute per user, counted in the shared cache
+    (every process), with its async API."""
+    key = f"r1chat:sends:{user.pk}:{int(time.time() // 60)}"
+    if await cache.aadd(key, 1, timeout=120):
+        return
+    try:
+        sends = await cache.aincr(key)
+    except ValueError:  # expired just now
+        sends = 1 if await cache.aadd(key, 1, timeout=120) else await cache.aincr(key)
+    if sends > SEND_RATE_PER_MINUTE:
         raise ClientError("throttled", _("You are sending messages too fast. Wait a minute."))
-    if client_id is not None and not state.claimed:
-        raise ClientError("duplicate", _("This message was already sent."))
-    return state
 
 
 def initial_title(content: str) -> str:
@@ -149,10 +133,9 @@ def initial_title(content: str) -> str:
 
 # --- creating turns -------------------------------------------------------------------------
 #
-# The first message of a new conversation is on the hot path of every chat: its rows are
-# written in the background while the model already answers (nobody else can know the new
-# conversation yet, so nothing can race it). Follow-ups, regenerations and edits read the
-# history anyway; they check and write in one transaction before the model is asked.
+# A turn's rows (a new conversation, the question, the assistant's `streaming` answer) are
+# committed in one transaction before the model is asked: a crash at any moment after that
+# keeps the question, and the answer is shown as interrupted with a Retry.
 
 
 @dataclass
@@ -165,11 +148,6 @@ class Turn:
     history: list[Message]  # the thread up to and including the question answered
     user_versions: list[Message]  # the new question and its siblings (‹ 1/2 ›)
     assistant_versions: list[Message]
-    saved: asyncio.Task[None] | None = None  # the background insert of a new conversation
-    # Set by the runner once its request is on the socket to the model (or the runner ended).
-    sent: asyncio.Event = field(default_factory=asyncio.Event)
-    # Set once announce_turn told the tabs: the runner's frames wait for it (see run_turn).
-    announced: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _busy(tree: Tree) -> bool:
@@ -178,8 +156,7 @@ def _busy(tree: Tree) -> bool:
 
 def _new_assistant(conversation: Conversation, parent: Message, config: dict[str, Any]) -> Message:
     now = timezone.now()
-    return new_row(
-        Message,
+    return Message(
         conversation=conversation,
         parent=parent,
         role=Message.Role.ASSISTANT,
@@ -197,73 +174,39 @@ def _new_assistant(conversation: Conversation, parent: Message, config: dict[str
 
 
 def _save_turn(turn: Turn) -> None:
-    """Write the turn's new rows, the conversation's new leaf and settings, in one transaction."""
+    """Write the turn's new rows, the conversation's new leaf and settings, in one transaction.
+    For an existing conversation, first check (with its row locked) that nothing else is
+    generating in it. A question whose `client_id` its sender used before is refused by the
+    database's unique constraint, in any process."""
     conversation = turn.conversation
-    with transaction.atomic():
-        if turn.created:
-            conversation.save(force_insert=True)
-        for message in (turn.user_message, turn.assistant):
-            if message is not None:  # (foreign keys to rows saved just before are filled in)
-                message.save(force_insert=True)
-        conversation.current_leaf = turn.assistant
-        conversation.updated_at = timezone.now()
-        conversation.settings = turn.config["stored"]
-        conversation.save(update_fields=["current_leaf", "updated_at", "settings"])
-
-
-def _save_new_turns(turns: list[Turn]) -> None:
-    """Write several new conversations with their first two messages in one transaction: four
-    statements in all (three multi-row inserts and one update) instead of five per turn."""
-    if len(turns) == 1:
-        _save_turn(turns[0])
-        return
-    now = timezone.now()
-    for turn in turns:
-        turn.conversation.updated_at = now
-        turn.conversation.settings = turn.config["stored"]
-    with transaction.atomic():
-        Conversation.objects.bulk_create([turn.conversation for turn in turns])
-        # (each message's foreign keys to the rows inserted just before are filled in here)
-        Message.objects.bulk_create([turn.user_message for turn in turns if turn.user_message])
-        Message.objects.bulk_create([turn.assistant for turn in turns])
-        for turn in turns:
-            turn.conversation.current_leaf = turn.assistant
-        _set_leaves([turn.conversation for turn in turns])
-
-
-def _set_leaves(conversations: list[Conversation]) -> None:
-    """Point each conversation at its leaf in one statement run for every row: bulk_update
-    builds a CASE of every row for it, ~0.15 ms of interpreter per row on the database thread
-    (30 ms in a burst of 200 first messages, taken from the loop that relays their first
-    tokens)."""
-    meta = Conversation._meta
-    connection = connections[router.db_for_write(Conversation)]
-    quote = connection.ops.quote_name
-    leaf, pk = meta.get_field("current_leaf").column, meta.pk.column
-    sql = f"UPDATE {quote(meta.db_table)} SET {quote(leaf)} = %s WHERE {quote(pk)} = %s"
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, [(c.current_leaf_id, c.pk) for c in conversations])
-
-
-# A burst of first messages is written in a few transactions, not in one per turn.
-_insert_new_turn = Batched(_save_new_turns, _save_turn)
-
-# How long a new conversation's insert waits for its request to leave for the model.
-SAVE_AFTER_AT_MOST = 2.0
-
-
-async def _save_once_sent(turn: Turn) -> None:
-    """Insert a new conversation's rows once its request left for the model (or after
-    SAVE_AFTER_AT_MOST).
-
-    In a burst of first messages, the inserts would otherwise hold the interpreter while the
-    requests to the model wait to be sent; the runner's first write waits for these rows. Not
-    later than that: the tabs are told of the conversation then (run_turn), and a tab served
-    by another process finds it only in the database."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(turn.sent.wait(), SAVE_AFTER_AT_MOST)
-    await admission().after_burst(write=True)
-    await _insert_new_turn(turn)
+    try:
+        with transaction.atomic():
+            if turn.created:
+                conversation.save(force_insert=True)
+            else:
+                Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+                streaming = Message.objects.filter(
+                    conversation=conversation, status=Message.Status.STREAMING
+                )
+                if any(not m.is_stale for m in streaming):
+                    raise ClientError("busy", _("Wait for the answer to finish, or stop it first."))
+            for message in (turn.user_message, turn.assistant):
+                if message is not None:  # (foreign keys to rows saved just before are filled in)
+                    message.save(force_insert=True)
+            conversation.current_leaf = turn.assistant
+            conversation.updated_at = timezone.now()
+            conversation.settings = turn.config["stored"]
+            conversation.save(update_fields=["current_leaf", "updated_at", "settings"])
+    except IntegrityError:
+        if (
+            turn.user_message is not None
+            and turn.user_message.client_id
+            and Message.objects.filter(
+                sender=turn.user_message.sender_id, client_id=turn.user_message.client_id
+            ).exists()
+        ):
+            raise ClientError("duplicate", _("This message was already sent.")) from None
+        raise
 
 
 def _load_for_turn(user: Any, conversation_uuid: uuid.UUID) -> tuple[Conversation, Tree]:
@@ -273,23 +216,11 @@ def _load_for_turn(user: Any, conversation_uuid: uuid.UUID) -> tuple[Conversatio
     return conversation, Tree.load(conversation)
 
 
-def _check_and_save(turn: Turn) -> None:
-    """For an existing conversation: nothing else generating, then write (one transaction)."""
-    with transaction.atomic():
-        Conversation.objects.select_for_update().filter(pk=turn.conversation.pk).first()
-        streaming = Message.objects.filter(
-            conversation=turn.conversation, status=Message.Status.STREAMING
-        )
-        if any(not m.is_stale for m in streaming):
-            raise ClientError("busy", _("Wait for the answer to finish, or stop it first."))
-        _save_turn(turn)
-
-
 async def _resolve_config(
-    user: Any, conversation: Conversation | None, chosen: dict[str, Any], backends_version: Any
+    user: Any, conversation: Conversation | None, chosen: dict[str, Any]
 ) -> dict[str, Any]:
     merged = effective_settings(user, conversation, chosen)
-    backend, model, info = await catalog.resolve(merged, backends_version)
+    backend, model, info = await catalog.resolve(merged)
     deep_think = bool(merged.get("deep_think", True))
     if info is not None and info.thinking == "never":
         deep_think = False
@@ -321,38 +252,31 @@ async def send_message(
     settings: dict[str, Any],
     parent: uuid.UUID | None = None,
 ) -> Turn:
-    """Create the user's message and the assistant's (streaming); then `start_generation`."""
+    """Store the user's message and the assistant's (streaming); then `run_turn`."""
     _refuse_while_shutting_down()
-    state = _count_send(user, client_id)
-    try:
-        await _check_quota(user, state.quotas_in_use)
-        if conversation is None:
-            if parent is not None:
+    await _throttle(user)
+    await _check_quota(user)
+    if conversation is None:
+        if parent is not None:
+            raise not_found()
+        target = Conversation(owner=user, title=initial_title(content))
+        tree, parent_message, created = Tree([]), None, True
+    else:
+        target, tree = await sync_to_async(_load_for_turn)(user, conversation)
+        if _busy(tree):
+            raise ClientError("busy", _("Wait for the answer to finish, or stop it first."))
+        if parent is not None:
+            parent_message = next((m for m in tree.by_id.values() if m.uuid == parent), None)
+            if parent_message is None:
                 raise not_found()
-            target = new_row(Conversation, owner=user, title=initial_title(content))
-            tree, parent_message, created = Tree([]), None, True
         else:
-            await _saved(conversation)
-            target, tree = await sync_to_async(_load_for_turn)(user, conversation)
-            if _busy(tree):
-                raise ClientError("busy", _("Wait for the answer to finish, or stop it first."))
-            if parent is not None:
-                parent_message = next((m for m in tree.by_id.values() if m.uuid == parent), None)
-                if parent_message is None:
-                    raise not_found()
-            else:
-                leaf = tree.by_id.get(target.current_leaf_id) if target.current_leaf_id else None
-                parent_message = leaf or tree.default_leaf()
-            created = False
-        config = await _resolve_config(
-            user, None if created else target, settings, state.backends_version
-        )
-    except BaseException:
-        sendcache.release(user.pk, client_id)  # refused: may be sent again
-        raise
-    user_message = new_row(
-        Message, conversation=target, parent=parent_message, role=Message.Role.USER,
-        content=content, client_id=client_id, created_at=timezone.now(),
+            leaf = tree.by_id.get(target.current_leaf_id) if target.current_leaf_id else None
+            parent_message = leaf or tree.default_leaf()
+        created = False
+    config = await _resolve_config(user, None if created else target, settings)
+    user_message = Message(
+        conversation=target, parent=parent_message, role=Message.Role.USER, content=content,
+        sender=user, client_id=client_id, created_at=timezone.now(),
     )  # fmt: skip
     assistant = _new_assistant(target, user_message, config)
     turn = Turn(
@@ -362,18 +286,7 @@ async def send_message(
                        user_message],
         assistant_versions=[assistant],
     )  # fmt: skip
-    if created:
-        turn.saved = task = asyncio.create_task(_save_once_sent(turn))
-        keys = (target.uuid, user_message.uuid, assistant.uuid)
-        for key in keys:
-            _unsaved[key] = task
-        task.add_done_callback(lambda _task: [_unsaved.pop(key, None) for key in keys])
-    else:
-        try:
-            await sync_to_async(_check_and_save)(turn)
-        except (ClientError, IntegrityError):
-            sendcache.release(user.pk, client_id)
-            raise
+    await sync_to_async(_save_turn)(turn)
     return turn
 
 
@@ -386,12 +299,12 @@ async def _new_version(
     if content is not None and message.role != Message.Role.USER:
         raise ClientError("invalid", _("Only your own messages can be edited."))
     _refuse_while_shutting_down()
-    state = _count_send(user)
-    await _check_quota(user, state.quotas_in_use)
+    await _throttle(user)
+    await _check_quota(user)
     conversation, tree = await sync_to_async(_load_for_turn)(user, message.conversation.uuid)
     if _busy(tree):
         raise ClientError("busy", _("Wait for the answer to finish, or stop it first."))
-    config = await _resolve_config(user, conversation, settings, state.backends_version)
+    config = await _resolve_config(user, conversation, settings)
     if content is None:  # regenerate: a sibling answer to the same question
         question = tree.by_id.get(message.parent_id) if message.parent_id else None
         if question is None:
@@ -401,7 +314,7 @@ async def _new_version(
         parent = tree.by_id.get(message.parent_id) if message.parent_id else None
         question = new_question = Message(
             conversation=conversation, parent=parent, role=Message.Role.USER, content=content,
-            created_at=timezone.now(),
+            sender=user, created_at=timezone.now(),
         )  # fmt: skip
     assistant = _new_assistant(conversation, question, config)
     if new_question is None:  # regenerate
@@ -416,7 +329,7 @@ async def _new_version(
         conversation, False, new_question, assistant, config, history=history,
         user_versions=user_versions, assistant_versions=assistant_versions,
     )  # fmt: skip
-    await sync_to_async(_check_and_save)(turn)
+    await sync_to_async(_save_turn)(turn)
     return turn
 
 
@@ -461,7 +374,7 @@ async def announce_turn(turn: Turn, client_id: str | None = None) -> None:
             )
 
 
-async def start_generation(turn: Turn) -> GenerationRunner:
+def start_generation(turn: Turn) -> GenerationRunner:
     assistant, config = turn.assistant, turn.config
     backend = config["backend"]
     request = None
@@ -481,41 +394,24 @@ async def start_generation(turn: Turn) -> GenerationRunner:
         request=request,
         error_code=None if backend is not None else "no_backend",
         on_complete=_after_generation,
-        saved=turn.saved,
-        request_sent=turn.sent,
-        announced=turn.announced,
     )
     runner.start()
     return runner
 
 
-# How long the tabs' news of a turn waits for its request to leave for the model.
-ANNOUNCE_AFTER_AT_MOST = 0.15
-
-
 async def run_turn(turn: Turn, client_id: str | None = None) -> GenerationRunner:
-    """Ask the model, then tell the tabs (`announce_turn`), then let the answer's frames go.
-
-    The question goes first: in a burst of questions at once, announcing every turn (three
-    frames to each tab) before any runner had started kept every request waiting behind all the
-    announcements, and the model server idle meanwhile. Now each request leaves as soon as its
-    runner connects and the announcements are sent while the model thinks. They wait for the
-    request at most ANNOUNCE_AFTER_AT_MOST (a slow connection to a remote server); the runner's
-    first frame always waits for them, so every tab hears of a message before its text."""
-    runner = await start_generation(turn)
-    try:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(runner.request_sent.wait(), ANNOUNCE_AFTER_AT_MOST)
-        await announce_turn(turn, client_id)
-    finally:
-        turn.announced.set()
-    return runner
+    """Tell the tabs about the stored turn, then ask the model: every tab hears of a message
+    before its first frame."""
+    await announce_turn(turn, client_id)
+    return start_generation(turn)
 
 
-async def _check_quota(user: Any, cached: bool | None) -> None:
-    """Refuse before anything is stored once the user's daily token quota is used up.
-    `cached`: whether quotas are in use as the shared cache said (None: not in it)."""
-    if not await _quotas_in_use(cached):
+QUOTAS_IN_USE_KEY = "r1chat:quotas-in-use"
+
+
+async def _check_quota(user: Any) -> None:
+    """Refuse before anything is stored once the user's daily token quota is used up."""
+    if not await _quotas_in_use():
         return
     from review.quota import aquota_error
 
@@ -524,43 +420,24 @@ async def _check_quota(user: Any, cached: bool | None) -> None:
         raise ClientError(code, str(describe_error(code)["message"]))
 
 
-_quota_lookup: asyncio.Task[bool] | None = None  # the lookup in flight (see _quotas_in_use)
-
-
-async def _quotas_in_use(cached: bool | None) -> bool:
-    """Whether any quota applies to anyone: read on every send, so cached until one changes.
-
-    One lookup at a time per process: a burst of questions on a cold cache waits for the same
-    query instead of queueing 200 of them on the one shared database thread."""
-    global _quota_lookup
+async def _quotas_in_use() -> bool:
+    """Whether any quota applies to anyone: read on every send, so kept in the shared cache
+    until one changes (`quota_changed`) or for QUOTA_CACHE_SECONDS."""
     if django_settings.R1CHAT_DEFAULT_DAILY_TOKEN_QUOTA:
         return True
+    cached = await cache.aget(QUOTAS_IN_USE_KEY)
     if cached is not None:
-        return cached
-    loop = asyncio.get_running_loop()
-    if _quota_lookup is None or _quota_lookup.done() or _quota_lookup.get_loop() is not loop:
-        _quota_lookup = loop.create_task(_look_up_quotas())
-    return await asyncio.shield(_quota_lookup)
-
-
-async def _look_up_quotas() -> bool:
+        return bool(cached)
     from review.models import UserQuota
 
     in_use = await UserQuota.objects.filter(daily_tokens__gt=0).aexists()
-    # (an integer: stored as it is, which `sendcache`'s script reads)
-    cache.set(sendcache.QUOTAS_IN_USE_KEY, int(in_use), timeout=QUOTA_CACHE_SECONDS)
+    await cache.aset(QUOTAS_IN_USE_KEY, in_use, timeout=QUOTA_CACHE_SECONDS)
     return in_use
-
-
-async def warm() -> None:
-    """What every send reads, looked up before a tab's first question needs it."""
-    in_use = cache.get(sendcache.QUOTAS_IN_USE_KEY)
-    await _quotas_in_use(None if in_use is None else bool(in_use))
 
 
 def quota_changed(**kwargs: Any) -> None:
     """Signal receiver: a user's quota was set or removed."""
-    cache.delete(sendcache.QUOTAS_IN_USE_KEY)
+    cache.delete(QUOTAS_IN_USE_KEY)
 
 
 async def _after_generation(runner: GenerationRunner) -> None:

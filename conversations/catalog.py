@@ -11,10 +11,10 @@ from django.core.cache import cache
 from django.utils.translation import gettext as _
 
 from .backends import get_backend
-from .backends.base import BackendError, ModelBackend, ModelInfo
+from .backends.base import BackendError, ModelInfo
 from .models import Backend
-from .sendcache import BACKENDS_VERSION_KEY
 
+BACKENDS_VERSION_KEY = "r1chat:backends-version"
 MODEL_CACHE_SECONDS = 60.0
 UNREACHABLE_CACHE_SECONDS = 10.0
 
@@ -40,17 +40,11 @@ def backends_changed(**kwargs: Any) -> None:
     forget(getattr(kwargs.get("instance"), "pk", None))
 
 
-UNREAD: Any = object()  # the version: not read yet
-
-
-async def enabled_backends(version: Any = UNREAD) -> list[Backend]:
+async def enabled_backends() -> list[Backend]:
     """The enabled backends. A list older than BACKENDS_SECONDS is still answered at once while
     a fresh one is read in the background: every question needs it, and a question after a
-    quiet moment waited for a database round trip through the shared sync thread (a burst of
-    them, for one each). `version`: the backends' version in the shared cache, when the caller
-    read it already (a question reads it with the rest it needs: `sendcache`)."""
-    if version is UNREAD:  # (sync on purpose: no thread hop for a cache hit)
-        version = cache.get(BACKENDS_VERSION_KEY)
+    quiet moment would otherwise wait for a database round trip."""
+    version = await cache.aget(BACKENDS_VERSION_KEY)
     if _backends is not None and _backends[1] == version:
         if time.monotonic() - _backends[0] >= BACKENDS_SECONDS:
             _look_up(version)
@@ -75,7 +69,7 @@ async def _read_backends(version: Any) -> list[Backend]:
     global _backends
     started = time.monotonic()
     rows = [b async for b in Backend.objects.filter(enabled=True)]
-    if cache.get(BACKENDS_VERSION_KEY) == version:  # (not if a change came meanwhile)
+    if await cache.aget(BACKENDS_VERSION_KEY) == version:  # (not if a change came meanwhile)
         _backends = (started, version, rows)
     return rows
 
@@ -177,20 +171,6 @@ async def _fetch_models(backend: Backend, now: float) -> tuple[list[ModelInfo], 
     return models, error
 
 
-async def tab_opened(user: Any) -> ModelBackend | None:
-    """A chat tab opened: the client of the backend its next question goes to keeps one more
-    connection open and idle for it (`HTTPBackend.tab_opened`). That client, for
-    `tab_closed`; None without a backend."""
-    backends = await enabled_backends()
-    if not backends:
-        return None
-    chosen = (getattr(user, "chat_defaults", None) or {}).get("backend")
-    backend = next((b for b in backends if b.pk == chosen), backends[0])
-    client = get_backend(backend.config())
-    client.tab_opened()
-    return client
-
-
 async def picker(user: Any = None) -> list[dict[str, Any]]:
     """Every enabled backend with its models, for the model picker (no secrets)."""
     backends = await enabled_backends()
@@ -210,11 +190,9 @@ async def picker(user: Any = None) -> list[dict[str, Any]]:
     ]
 
 
-async def resolve(
-    choice: dict[str, Any], backends_version: Any = UNREAD
-) -> tuple[Backend | None, str, ModelInfo | None]:
+async def resolve(choice: dict[str, Any]) -> tuple[Backend | None, str, ModelInfo | None]:
     """The backend and model a generation uses: the chosen ones, else the first that works."""
-    backends = await enabled_backends(backends_version)
+    backends = await enabled_backends()
     if not backends:
         return None, "", None
     backend = next((b for b in backends if b.pk == choice.get("backend")), backends[0])

@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
 import time
 from typing import Any
 
 import orjson
-from channels.db import aclose_old_connections
-from channels.exceptions import StopConsumer
+from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from channels.layers import InMemoryChannelLayer, get_channel_layer
-from django.utils.functional import LazyObject, empty
+from django.core.cache import cache
 from django.utils.translation import gettext as _
 
-from r1chat import sockets
-
 from . import actions, catalog
-from .admission import admission
-from .backends.base import ModelBackend
 from .generation import ensure_maintenance, mark_interrupted, running
 from .models import Message
 from .protocol import MAX_FRAME_BYTES, ClientError, parse_frame
@@ -35,181 +27,126 @@ RELAYED = frozenset(
     {"message.created", "thread", "conversation.created", "conversation.updated",
      "conversation.deleted"}
 )  # fmt: skip
-# Channels closes stale database connections before every handler; for the frames a tab sends
-# (a burst of questions at once) once a second is enough.
-CONNECTION_CHECK_INTERVAL = 1.0
-_connections_checked = 0.0
-# The message that ends a closed socket's channel-layer reader (see `_stop_reading`).
-READER_EXIT = "chat.reader_exit"
-READER_EXIT_TIMEOUT = 2.0
-STOP_FRAME_MAX = 200  # characters: a Stop frame is ~70
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_REVOKED = 4403
+CLOSE_TRY_AGAIN = 1013  # the channel layer (Redis) is down: the tab reconnects with backoff
+# Frames a tab may send: a burst of SOCKET_BURST, then SOCKET_RATE a second; and a user's tabs
+# together USER_FRAMES_PER_MINUTE (every process: the shared cache).
+SOCKET_BURST = 20
+SOCKET_RATE = 5.0
+USER_FRAMES_PER_MINUTE = 300
 
 
 def _can_chat(user: Any) -> bool:
+    """Whether `user` may chat; any failure of the check is a "no" (logged once)."""
     try:
         from accounts.access import can_chat
-    except ImportError:  # the accounts rules are not there yet: any active user may chat
-        return bool(user.is_authenticated and user.is_active)
-    return bool(can_chat(user))
+
+        return bool(user.is_authenticated and user.is_active and can_chat(user))
+    except Exception:
+        logger.exception("could not check whether user %s may chat", getattr(user, "pk", None))
+        return False
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
-    frames: sockets.FrameWriter | None = None  # under Daphne (see __call__)
-    model_client: ModelBackend | None = None  # keeps a connection ready (catalog.tab_opened)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """Channels' consumer loop, one long-lived reader per source instead of a new task and
-        an `asyncio.wait` for every message (a socket gets ~25 frames a second per stream).
-
-        Handlers still run one at a time, in the order each source delivered them."""
-        self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        self.channel_name = await self.channel_layer.new_channel()
-        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-        self.base_send = sockets.unwrapped_send(send)
-        websocket = sockets.daphne_websocket(send)
-        if websocket is not None:
-            self.frames = sockets.FrameWriter(websocket, asyncio.get_running_loop())
-            self.base_send = functools.partial(_after_frames, self.frames, self.base_send)
-        one_at_a_time = asyncio.Lock()
-        ending = False
-
-        async def read(source: Any) -> None:
-            while True:
-                message = await source()
-                if ending:  # the socket is gone: what was on its way to it is dropped
-                    if message.get("type") == READER_EXIT:
-                        return
-                    continue
-                async with one_at_a_time:
-                    await self.dispatch(message)
-
-        readers = [
-            asyncio.create_task(read(receive)),
-            asyncio.create_task(read(self.channel_receive)),
-        ]
-        try:
-            done, _pending = await asyncio.wait(readers, return_when=asyncio.FIRST_COMPLETED)
-            for reader in done:
-                reader.result()  # StopConsumer after a disconnect, or a handler's error
-        except StopConsumer:
-            pass
-        finally:
-            ending = True
-            readers[0].cancel()  # (the server's queue: cancelling its read loses nothing)
-            await self._stop_reading(readers[1])
-            for reader in readers:
-                with contextlib.suppress(asyncio.CancelledError, StopConsumer):
-                    await reader
-
-    async def _stop_reading(self, reader: asyncio.Task[None]) -> None:
-        """End the channel-layer reader with a message to its channel rather than a cancel.
-
-        channels-redis pops the frames of every socket of a process in one blocking read, done
-        by whichever socket's receive holds its lock: cancelling that receive while a popped
-        frame is on its way drops the frame, as likely meant for another tab (a tab closing
-        beside 200 streams lost frames of other tabs: gaps, or a missing `generation.done`).
-        The in-process layer loses nothing to a cancel, so there it is cancelled at once."""
-        if not reader.done() and not isinstance(self.channel_layer, InMemoryChannelLayer):
-            try:
-                await self.channel_layer.send(self.channel_name, {"type": READER_EXIT})
-                await asyncio.wait({reader}, timeout=READER_EXIT_TIMEOUT)
-            except (asyncio.CancelledError, Exception):
-                pass  # the layer is down, or a second cancel: cancel it after all
-        reader.cancel()
-
     # --- socket handlers ------------------------------------------------------------------
 
     async def connect(self) -> None:
-        self.user = _unwrapped(self.scope.get("user"))
+        self.user = self.scope.get("user")
         self.conversation_group: str | None = None
         self.conversation_id: str | None = None
         # message id → deltas held back until that message's snapshot arrives
         self.awaiting: dict[str, list[dict[str, Any]]] = {}
         self.snapshot_timers: dict[str, asyncio.Task[None]] = {}
         self.last_seq: dict[str, int] = {}
-        if self.user is None or not await _allowed(self.user):
+        self.allowance = float(SOCKET_BURST)
+        self.allowance_at = time.monotonic()
+        self.user_group = ""
+        if self.user is None or not await sync_to_async(_can_chat)(self.user):
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
+        try:
+            await self.channel_layer.group_add(actions.user_group(self.user.pk), self.channel_name)
+        except Exception as exc:
+            logger.warning("chat socket refused: the channel layer failed: %s", exc)
+            await self.close(code=CLOSE_TRY_AGAIN)
+            return
         self.user_group = actions.user_group(self.user.pk)
-        await self.channel_layer.group_add(self.user_group, self.channel_name)
         # Every process with tabs watches for generations whose process died, not only those
         # that run generations themselves.
         ensure_maintenance()
         await self.accept()
-        # The model lists and the quota flag, before this tab's first question needs them, and
-        # a connection to the model server its question will go to.
-        await catalog.warm()
-        await actions.warm()
-        self.model_client = await catalog.tab_opened(self.user)
+        await catalog.warm()  # the model lists, before this tab's first question needs them
 
     async def disconnect(self, code: int) -> None:
-        admission().socket_closed()
-        if self.model_client is not None:
-            self.model_client.tab_closed()
         for timer in self.snapshot_timers.values():
             timer.cancel()
-        if getattr(self, "user_group", None):
-            await self.channel_layer.group_discard(self.user_group, self.channel_name)
-        if self.conversation_group:
-            await self.channel_layer.group_discard(self.conversation_group, self.channel_name)
+        for group in (self.user_group, self.conversation_group):
+            if group:
+                try:
+                    await self.channel_layer.group_discard(group, self.channel_name)
+                except Exception as exc:  # (the layer is down: its memberships lapse)
+                    logger.info("could not leave %s: %s", group, exc)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if text_data is None:
-            await self._error(ClientError("invalid", _("Send JSON text frames.")))
-            return
-        if len(text_data) > MAX_FRAME_BYTES:
-            await self._error(ClientError("too_large", _("The frame is too large.")))
-            return
+        ref: str | None = None
         try:
-            content = orjson.loads(text_data)
-        except orjson.JSONDecodeError:
-            await self._error(ClientError("invalid_json", _("The frame is not valid JSON.")))
-            return
-        ref = content.get("client_id") if isinstance(content, dict) else None
-        try:
+            content = self._decode(text_data)
+            if isinstance(content, dict) and isinstance(content.get("client_id"), str):
+                ref = content["client_id"][:64]
+            await self._throttle()
             frame = parse_frame(content)
             await getattr(self, f"do_{frame.type}")(**frame.data)
         except ClientError as exc:
-            await self._error(exc, ref if isinstance(ref, str) else None)
-        except Exception:
-            logger.exception("chat frame failed")
-            await self._error(ClientError("internal", _("Something went wrong. Try again.")), None)
+            await self._error(exc, ref)
+        except Exception as exc:
+            logger.warning("chat frame failed: %s: %s", type(exc).__name__, str(exc)[:200])
+            await self._error(ClientError("internal", _("Something went wrong. Try again.")), ref)
+
+    def _decode(self, text_data: str | None) -> Any:
+        if text_data is None:
+            raise ClientError("invalid", _("Send JSON text frames."))
+        if len(text_data) > MAX_FRAME_BYTES:
+            raise ClientError("too_large", _("The frame is too large."))
+        try:
+            return orjson.loads(text_data)
+        except orjson.JSONDecodeError:
+            raise ClientError("invalid_json", _("The frame is not valid JSON.")) from None
+
+    async def _throttle(self) -> None:
+        """Every frame type counts: per socket (a token bucket) and per user (all tabs)."""
+        now = time.monotonic()
+        self.allowance = min(
+            float(SOCKET_BURST), self.allowance + (now - self.allowance_at) * SOCKET_RATE
+        )
+        self.allowance_at = now
+        if self.allowance < 1:
+            raise ClientError("throttled", _("Too many requests. Slow down and try again."))
+        self.allowance -= 1
+        key = f"r1chat:frames:{self.user.pk}:{int(time.time() // 60)}"
+        if not await cache.aadd(key, 1, timeout=120):
+            try:
+                count = await cache.aincr(key)
+            except ValueError:
+                count = 1
+            if count > USER_FRAMES_PER_MINUTE:
+                raise ClientError("throttled", _("Too many requests. Slow down and try again."))
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale database connections before every handler: a hop to the one
-        # shared sync thread. Deltas and relayed frames touch no database and deltas arrive ~25
-        # times a second per stream, so they skip it (at 200 streams the hops were most of the
-        # latency).
+        # shared sync thread. Deltas and relayed frames touch no database, and deltas arrive
+        # ~25 times a second per stream, so they skip it.
         kind = message["type"]
         if kind == "generation.delta":
             await self.generation_delta(message)
         elif kind in RELAYED:
             await self.send_json(message)
-        elif kind == "websocket.receive":
-            if not _is_stop(message.get("text")):
-                await admission().turn()
-            global _connections_checked
-            now = time.monotonic()
-            if now - _connections_checked >= CONNECTION_CHECK_INTERVAL:
-                _connections_checked = now
-                await aclose_old_connections()
-            await self.websocket_receive(message)
         else:
             await super().dispatch(message)
 
     @classmethod
     async def encode_json(cls, content: dict[str, Any]) -> str:
         return orjson.dumps(content).decode()
-
-    async def send_json(self, content: dict[str, Any], close: bool = False) -> None:
-        data = orjson.dumps(content)
-        if self.frames is None or not self.frames.send(data):
-            await self.send(text_data=data.decode())
-        if close:
-            await self.close()
 
     async def _error(self, exc: ClientError, ref: str | None = None) -> None:
         frame: dict[str, Any] = {"type": "error", "code": exc.code, "detail": exc.detail}
@@ -309,10 +246,27 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if held is not None:
             held.append(event)
             return
-        if event["seq"] <= self.last_seq.get(message_id, 0):
+        seq = event["seq"]
+        expected = self.last_seq.get(message_id, 0) + 1
+        if seq < expected:
             return  # already in a snapshot
-        self.last_seq[message_id] = event["seq"]
+        if event.get("from_seq", seq) != expected:
+            # Frames were lost on their way from another process (Redis restarted): take a
+            # fresh snapshot instead of showing text with a hole in it.
+            await self._resync(message_id)
+            return
+        self.last_seq[message_id] = seq
         await self.send_json(event)
+
+    async def _resync(self, message_id: str) -> None:
+        message = await (
+            Message.objects.select_related("conversation")
+            .filter(uuid=message_id, conversation__owner=self.user)
+            .afirst()
+        )
+        if message is None or message.status != Message.Status.STREAMING:
+            return
+        await self._resume(message)
 
     async def generation_snapshot(self, event: dict[str, Any]) -> None:
         message_id = event["message"]
@@ -362,42 +316,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     generation_snapshot_request = generation_stop
 
+    async def layer_down(self, event: dict[str, Any]) -> None:
+        """Redis is unreachable: close, so the tab reconnects with backoff and, once Redis is
+        back, catches up from a snapshot."""
+        await self._error(
+            ClientError("unavailable", _("The connection to the server was lost. Reconnecting…"))
+        )
+        await self.close(code=CLOSE_TRY_AGAIN)
+
     async def user_revoked(self, event: dict[str, Any]) -> None:
         """Signed out, deactivated or password changed: this socket's session is over."""
         await self.close(code=CLOSE_REVOKED)
-
-
-async def _after_frames(frames: sockets.FrameWriter, send: Any, message: dict[str, Any]) -> None:
-    """Whatever goes through Daphne (accept, close, a frame the writer does not take) follows
-    the frames the writer still holds."""
-    frames.flush()
-    await send(message)
-
-
-def _is_stop(text: str | None) -> bool:
-    """A Stop frame: taken at once, not behind a burst of questions (`admission`), which held it
-    up to ~0.2 s while the answer it stops kept streaming. It only cancels a stream."""
-    if not text or len(text) > STOP_FRAME_MAX or '"stop"' not in text:
-        return False
-    try:
-        content = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(content, dict) and content.get("type") == "stop"
-
-
-def _unwrapped(user: Any) -> Any:
-    """The user itself rather than Channels' lazy wrapper (resolved by AuthMiddleware before
-    `connect`): every attribute read through the wrapper is a proxied call, dozens per
-    question."""
-    if isinstance(user, LazyObject):
-        if user._wrapped is empty:
-            user._setup()
-        return user._wrapped
-    return user
-
-
-async def _allowed(user: Any) -> bool:
-    from asgiref.sync import sync_to_async
-
-    return await sync_to_async(_can_chat)(user)

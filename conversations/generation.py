@@ -1,11 +1,15 @@
 """The GenerationRunner: one assistant message from start to end, independent of any socket.
 
 A runner is an asyncio task in the process that accepted the request. It reads the backend's
-events, coalesces them into frames for the conversation's channel-layer group (the first text at
-once, then at most one frame per FRAME_INTERVAL), renders the answer incrementally, persists the
-text at most once a second and at the end, and ends in exactly one terminal status. Tabs in any
-process reach it through the conversation's control group: ``generation.stop`` and
-``generation.snapshot_request``.
+events, coalesces them into frames (the first text at once, then at most one frame per
+FRAME_INTERVAL), renders the answer and the reasoning on every frame (each finished block once,
+the open last block again), persists the text at most once a second and at the end, and ends in
+exactly one terminal status.
+
+Every frame goes to the tabs of this process (`group_send_local`); tabs in other processes get
+the same text coalesced every REMOTE_INTERVAL (`group_send_remote`, a delta spanning `from_seq`
+to `seq`). Tabs in any process reach the runner through the conversation's control group:
+``generation.stop`` and ``generation.snapshot_request``.
 """
 
 from __future__ import annotations
@@ -17,18 +21,17 @@ import logging
 import time
 from typing import Any
 
-from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from r1chat.text import clean_text
 from review.usage import record_usage
 
 from . import shutdown
-from .admission import admission
 from .backends import get_backend
 from .backends.base import Answer, BackendError, ChatRequest, Finished, Reasoning, Usage
-from .backends.transport import request_written
 from .db import Batched, in_db_pool
 from .errors import describe_error
 from .models import HEARTBEAT_INTERVAL, STALE_AFTER, Backend, Conversation, Message
@@ -37,13 +40,8 @@ from .rendering import IncrementalRenderer
 logger = logging.getLogger(__name__)
 
 FRAME_INTERVAL = float(getattr(settings, "R1CHAT_FRAME_INTERVAL", 0.04))
-RENDER_INTERVAL = 0.5  # answer HTML at most twice a second; every frame carries the text
+REMOTE_INTERVAL = float(getattr(settings, "R1CHAT_REMOTE_FRAME_INTERVAL", 0.2))
 PERSIST_INTERVAL = 1.0
-# A runner's own message to its control channel that ends its listener (see _stop_listening).
-LISTENER_EXIT = "generation.listener_exit"
-LISTENER_EXIT_TIMEOUT = 2.0
-# How long the first frame waits for the tabs to be told about its message (`announced`).
-ANNOUNCED_AT_MOST = 2.0
 
 # Runners alive in this process, by message uuid.
 _running: dict[str, GenerationRunner] = {}
@@ -52,6 +50,63 @@ _maintenance: asyncio.Task[None] | None = None
 
 def _now() -> dt.datetime:
     return timezone.now()
+
+
+class Rendered:
+    """One text of a streaming message (the answer or the reasoning): what frames carried, what
+    waits for the next frame, and its incremental rendering."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []  # sent
+        self.pending: list[str] = []  # not sent yet
+        self.renderer = IncrementalRenderer()
+        self.tail_html = ""
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def take(self) -> tuple[str, str, str] | None:
+        """The pending text with its rendering: (text, HTML of blocks finished by it, HTML of
+        the open last block); None if nothing is pending."""
+        if not self.pending:
+            return None
+        text = "".join(self.pending)
+        self.pending.clear()
+        self.parts.append(text)
+        self.renderer.feed(text)
+        append, self.tail_html = self.renderer.render()
+        return text, append, self.tail_html
+
+    def finish(self) -> str:
+        self.tail_html = ""
+        return self.renderer.finish()
+
+
+class RemoteDelta:
+    """The frames not yet sent to other processes, merged into one delta."""
+
+    def __init__(self) -> None:
+        self.frame: dict[str, Any] | None = None
+        self.sent_at = 0.0
+
+    def add(self, frame: dict[str, Any]) -> None:
+        merged = self.frame
+        if merged is None:
+            self.frame = {**frame, "from_seq": frame["seq"]}
+            return
+        merged["seq"] = frame["seq"]
+        for key in ("reasoning", "answer", "html_append", "reasoning_html_append"):
+            if key in frame:
+                merged[key] = merged.get(key, "") + frame[key]
+        for key in ("html_tail", "reasoning_html_tail"):
+            if key in frame:
+                merged[key] = frame[key]
+
+    def take(self) -> dict[str, Any] | None:
+        frame, self.frame = self.frame, None
+        self.sent_at = time.monotonic()
+        return frame
 
 
 class GenerationRunner:
@@ -64,9 +119,6 @@ class GenerationRunner:
         request: ChatRequest | None,
         error_code: str | None = None,
         on_complete: Any = None,
-        saved: asyncio.Task[None] | None = None,
-        request_sent: asyncio.Event | None = None,
-        announced: asyncio.Event | None = None,
     ) -> None:
         self.message = message
         self.message_id = str(message.uuid)
@@ -75,27 +127,14 @@ class GenerationRunner:
         self.request = request
         self.error_code = error_code  # a failure known before starting (no backend, quota)
         self.on_complete = on_complete
-        # The background insert of a new conversation's rows: awaited before any update.
-        self.saved = saved
-        # Set once the request has been handed to the socket (or the runner could not send it).
-        self.request_sent = request_sent or asyncio.Event()
-        # Set once the tabs were told about the message: no frame of it goes out before.
-        self.announced = announced
-        self.internal_error = False
         self.layer = get_channel_layer()
+        self.remote = bool(getattr(self.layer, "remote", False))
         self.group = conversation.group_name
         self.seq = 0
-        # Flushed text (what frames up to `seq` carried) and text not yet sent.
-        self.reasoning_parts: list[str] = []
-        self.answer_parts: list[str] = []
-        self.pending_reasoning: list[str] = []
-        self.pending_answer: list[str] = []
+        self.answer = Rendered()
+        self.reasoning = Rendered()
+        self.remote_delta = RemoteDelta()
         self.phase = "waiting"
-        self.renderer = IncrementalRenderer()
-        self.unsent_append: list[str] = []
-        self.tail_html = ""
-        self.last_render = 0.0
-        self.rendered_upto = 0  # flushed answer chars the renderer has been fed
         self.usage: dict[str, Any] = {}
         self.finish_reason = ""
         self.reasoning_unterminated = False
@@ -104,7 +143,8 @@ class GenerationRunner:
         self.answer_started_at: dt.datetime | None = None
         self.stop_requested = False
         self.dirty = asyncio.Event()
-        # Held while the flusher moves text into a delta and sends it (see _run's finally).
+        # Held while text moves into a frame and the frame is sent: the snapshot, the
+        # persister and the end see whole frames only.
         self.sending = asyncio.Lock()
         self.changed_since_persist = False
         self.task: asyncio.Task[None] | None = None
@@ -116,33 +156,23 @@ class GenerationRunner:
         shutdown.install()  # SIGTERM lets running generations finish within a grace period
         _running[self.message_id] = self
         ensure_maintenance()
-        # Started eagerly: the runner runs up to its first real wait before start() returns, so
-        # its request leaves for the model in this turn of the event loop, not after every
-        # other question of a burst that is ready in the same turn.
-        self.task = asyncio.eager_task_factory(
-            asyncio.get_running_loop(), self._run(), name=f"generation {self.message_id}"
-        )
+        self.task = asyncio.create_task(self._run(), name=f"generation {self.message_id}")
         return self.task
 
     async def _run(self) -> None:
-        listener: asyncio.Task[None] | None = None
-        others: list[asyncio.Task[None]] = []
+        helpers: list[asyncio.Task[None]] = []
         status = Message.Status.COMPLETE
         error: dict[str, Any] | None = None
         try:
-            if not isinstance(self.layer, InMemoryChannelLayer):
+            if self.remote:
                 # Tabs in other processes reach this runner through its control group; in
-                # this process they find it in `_running` (the only way, with a layer of one
-                # process). The default prefix, as the consumers' channels: channels-redis
-                # keeps one Redis queue per prefix and a process-wide lock around the blocking
-                # pop, so a second prefix made runners and sockets take turns holding the pop
-                # for seconds.
+                # this process they find it in `_running`.
                 self.control_channel = await self.layer.new_channel()
                 await self.layer.group_add(
                     self.conversation.control_group_name, self.control_channel
                 )
-                listener = asyncio.create_task(self._listen())
-            others = [
+                helpers.append(asyncio.create_task(self._listen()))
+            helpers += [
                 asyncio.create_task(self._flusher()),
                 asyncio.create_task(self._persister()),
             ]
@@ -151,11 +181,10 @@ class GenerationRunner:
             else:
                 await self._stream()
         except asyncio.CancelledError:
-            status = Message.Status.STOPPED if self.stop_requested else Message.Status.INTERRUPTED
-            if self.internal_error:
-                status, error = Message.Status.ERROR, describe_error("internal")
-            elif status == Message.Status.INTERRUPTED:
-                error = describe_error("interrupted")
+            if self.stop_requested:
+                status = Message.Status.STOPPED
+            else:
+                status, error = Message.Status.INTERRUPTED, describe_error("interrupted")
         except BackendError as exc:
             status = Message.Status.ERROR
             error = describe_error(exc.kind.value)
@@ -165,19 +194,14 @@ class GenerationRunner:
             status = Message.Status.ERROR
             error = describe_error("internal")
         finally:
-            self.request_sent.set()
             try:
-                # Not while a delta is being sent: a group_send cancelled half-way (several
-                # Redis round trips) drops the frame after its seq and text were taken, so tabs
-                # saw a gap and lost that text.
-                async with self.sending:
-                    for helper in others:
+                async with self.sending:  # (not in the middle of a frame)
+                    for helper in helpers:
                         helper.cancel()
             except asyncio.CancelledError:
-                for helper in others:
+                for helper in helpers:
                     helper.cancel()
-            await self._stop_listening(listener)
-            for helper in others:
+            for helper in helpers:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await helper
             # Finishing must not be cut short by a second cancel (shutdown, a quick Stop).
@@ -186,88 +210,63 @@ class GenerationRunner:
     async def _stream(self) -> None:
         assert self.backend is not None and self.request is not None
         client = get_backend(self.backend.config())
-        request_written.set(self.request_sent.set)  # (in this task's context only)
         stream = client.stream_chat(self.request)
-        gate = admission()
-        gate.expect()
-        expected = True
         try:
             async for event in stream:
                 if isinstance(event, Reasoning):
-                    if not event.text:
-                        continue
-                    if self.reasoning_started_at is None:
-                        self.reasoning_started_at = _now()
-                        self.phase = "reasoning"
-                    self.pending_reasoning.append(event.text)
+                    self._reasoning(clean_text(event.text))
                 elif isinstance(event, Answer):
-                    if not event.text:
-                        continue
-                    if self.answer_started_at is None:
-                        self.answer_started_at = _now()
-                        if self.reasoning_started_at is not None:
-                            self.reasoning_finished_at = self.answer_started_at
-                        self.phase = "answering"
-                    self.pending_answer.append(event.text)
+                    self._answer(clean_text(event.text))
                 elif isinstance(event, Usage):
                     self.usage = event.as_dict()
-                    continue
                 elif isinstance(event, Finished):
                     self.finish_reason = event.reason
                     self.reasoning_unterminated = event.reasoning_unterminated
-                    continue
-                if expected:
-                    expected = False
-                    gate.arrived()
-                self.changed_since_persist = True
-                self.dirty.set()
-                if gate.waiting:  # (per token: no coroutine unless questions wait)
-                    await gate.after_burst()
         finally:
-            if expected:
-                gate.arrived()
             await stream.aclose()  # closes the upstream connection at once
 
-    async def _rows_saved(self) -> bool:
-        if self.saved is None:
-            return True
-        try:
-            # Shielded: cancelling a waiter (the persister at the end) must not cancel the insert.
-            await asyncio.shield(self.saved)
-        except asyncio.CancelledError:
-            if not self.saved.cancelled():
-                raise  # this waiter was cancelled, not the insert
-            logger.error("the insert of generation %s was cancelled", self.message_id)
-            return False
-        except Exception:
-            logger.exception("could not store the messages of generation %s", self.message_id)
-            return False
-        return True
+    def _reasoning(self, text: str) -> None:
+        if not text:
+            return
+        if self.reasoning_started_at is None:
+            self.reasoning_started_at = _now()
+            self.phase = "reasoning"
+        self.reasoning.pending.append(text)
+        self.changed_since_persist = True
+        self.dirty.set()
+
+    def _answer(self, text: str) -> None:
+        if not text:
+            return
+        if self.answer_started_at is None:
+            self.answer_started_at = _now()
+            if self.reasoning_started_at is not None:
+                self.reasoning_finished_at = self.answer_started_at
+            self.phase = "answering"
+        self.answer.pending.append(text)
+        self.changed_since_persist = True
+        self.dirty.set()
 
     async def _finish(self, status: str, error: dict[str, Any] | None) -> None:
         _running.pop(self.message_id, None)
         try:
-            await self._rows_saved()
-            await self._until_announced()
-            self._move_pending()
-            if self._last_moved:
-                # The rest of the text; its HTML comes complete in the done frame.
-                try:
-                    await self._send_delta(render=False)
-                except Exception:
-                    # The channel layer is down (Redis): store the message all the same (this
-                    # used to skip the final write, and the sweep then marked it interrupted).
-                    logger.warning("could not send the last delta of %s", self.message_id)
-            answer = "".join(self.answer_parts)
-            html = self.renderer.finish()
+            try:
+                await self._send_delta()  # the rest of the text
+                await self._send_remote()
+            except Exception:
+                # The channel layer is down (Redis): the message is stored all the same.
+                logger.warning("could not send the last delta of %s", self.message_id)
+            html = self.answer.finish()
+            reasoning_html = self.reasoning.finish()
             finished_at = _now()
             if self.reasoning_started_at and not self.reasoning_finished_at:
                 self.reasoning_finished_at = finished_at
             fields = {
                 "status": status,
-                "content": answer,
-                "reasoning": "".join(self.reasoning_parts),
+                "content": self.answer.text,
+                "reasoning": self.reasoning.text,
                 "html": html,
+                "reasoning_html": reasoning_html,
                 "usage": self.usage,
                 "finish_reason": self.finish_reason,
                 "reasoning_unterminated": self.reasoning_unterminated,
@@ -291,6 +290,7 @@ class GenerationRunner:
                 "usage": self.usage,
                 "timings": self.message.timings(),
                 "html": html,
+                "reasoning_html": reasoning_html,
                 "finish_reason": self.finish_reason,
                 "reasoning_unterminated": self.reasoning_unterminated,
                 "error": {k: v for k, v in error.items() if k != "detail"} if error else None,
@@ -312,71 +312,51 @@ class GenerationRunner:
 
     # --- frames ---------------------------------------------------------------------------
 
-    _last_moved: tuple[str, str] | None = None
-
-    def _move_pending(self) -> None:
-        reasoning = "".join(self.pending_reasoning)
-        answer = "".join(self.pending_answer)
-        self.pending_reasoning.clear()
-        self.pending_answer.clear()
-        if reasoning:
-            self.reasoning_parts.append(reasoning)
-        if answer:
-            self.answer_parts.append(answer)
-            self.renderer.feed(answer)
-        self._last_moved = (reasoning, answer) if (reasoning or answer) else None
-
-    def _render(self) -> None:
-        append, tail = self.renderer.render()
-        if append:
-            self.unsent_append.append(append)
-        self.tail_html = tail
-        self.last_render = time.monotonic()
-
-    async def _send_delta(self, *, render: bool) -> None:
-        reasoning, answer = self._last_moved or ("", "")
-        self._last_moved = None
+    async def _send_delta(self) -> None:
+        """Move the pending text into one rendered frame and send it to this process's tabs
+        (and into the next remote delta)."""
+        reasoning, answer = self.reasoning.take(), self.answer.take()
+        if reasoning is None and answer is None:
+            return
         self.seq += 1
         frame: dict[str, Any] = {
             "type": "generation.delta",
             "message": self.message_id,
             "seq": self.seq,
         }
-        if reasoning:
-            frame["reasoning"] = reasoning
-        if answer:
-            frame["answer"] = answer
-        if render and (answer or self.unsent_append):
-            self._render()
-            frame["html_append"] = "".join(self.unsent_append)
-            frame["html_tail"] = self.tail_html
-            self.unsent_append.clear()
-        await self.layer.group_send(self.group, frame)
+        if reasoning is not None:
+            text, append, tail = reasoning
+            frame.update(reasoning=text, reasoning_html_append=append, reasoning_html_tail=tail)
+        if answer is not None:
+            text, append, tail = answer
+            frame.update(answer=text, html_append=append, html_tail=tail)
+        await self.layer.group_send_local(self.group, frame)
+        if self.remote:
+            self.remote_delta.add(frame)
 
-    async def _until_announced(self) -> None:
-        if self.announced is not None and not self.announced.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.announced.wait(), ANNOUNCED_AT_MOST)
+    async def _send_remote(self) -> None:
+        frame = self.remote_delta.take()
+        if frame is not None:
+            try:
+                await self.layer.group_send_remote(self.group, frame)
+            except Exception as exc:
+                # Redis is down: tabs elsewhere resubscribe and take a snapshot once it is back.
+                logger.info("could not send a delta of %s to other processes: %s",
+                            self.message_id, exc)  # fmt: skip
 
     async def _flusher(self) -> None:
-        await self._until_announced()  # (before text is moved: a snapshot meanwhile stays exact)
         while True:
             await self.dirty.wait()
             self.dirty.clear()
             async with self.sending:
-                self._move_pending()
-                if self._last_moved or self.unsent_append:
-                    due = time.monotonic() - self.last_render >= RENDER_INTERVAL
-                    await self._send_delta(render=due)
+                await self._send_delta()
+                if self.remote and time.monotonic() - self.remote_delta.sent_at >= REMOTE_INTERVAL:
+                    await self._send_remote()
             await asyncio.sleep(FRAME_INTERVAL)
+            if self.remote and self.remote_delta.frame is not None and not self.dirty.is_set():
+                self.dirty.set()  # (the rest goes to other processes within REMOTE_INTERVAL)
 
     async def _persister(self) -> None:
-        if not await self._rows_saved():
-            self.internal_error = True  # nothing can be stored: end it, visibly
-            self.stop_requested = False
-            if self.task is not None:
-                self.task.cancel()
-            return
         loop = asyncio.get_running_loop()
         while True:
             # On the whole seconds of the loop's clock, as every runner: their writes are due in
@@ -385,24 +365,21 @@ class GenerationRunner:
             if not self.changed_since_persist:
                 continue
             # The text whose frames went out, not what waits for the next frame: stored text is
-            # never ahead of what the tabs were sent (a process killed in between left a tab
-            # on another process missing words the stored message had). The rest goes with the
-            # next write.
+            # never ahead of what the tabs were sent. The rest goes with the next write.
             async with self.sending:
                 row = (
                     self.message.pk,
-                    "".join(self.answer_parts),
-                    "".join(self.reasoning_parts),
+                    self.answer.text,
+                    self.reasoning.text,
                     self.reasoning_started_at,
                     self.answer_started_at,
                 )
-                self.changed_since_persist = bool(self.pending_answer or self.pending_reasoning)
+                self.changed_since_persist = bool(self.answer.pending or self.reasoning.pending)
             try:
                 await _store_progress(row)
             except Exception as exc:
                 # The database failed this once (a deadlock victim, a restart): the text goes
-                # with the next write. The persister used to end here, and with it every later
-                # write and heartbeat of the stream.
+                # with the next write.
                 logger.warning("could not store the text of %s so far: %s", self.message_id, exc)
                 self.changed_since_persist = True
 
@@ -410,8 +387,6 @@ class GenerationRunner:
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the frames up to `seq` carried, for a tab that (re)subscribes."""
-        self._render()  # the tail as of now; new final blocks go out with the next delta
-        unsent = sum(map(len, self.unsent_append))
         timings = {
             "first_reasoning": _since(self.message.created_at, self.reasoning_started_at),
             "first_answer": _since(self.message.created_at, self.answer_started_at),
@@ -420,13 +395,12 @@ class GenerationRunner:
             "type": "generation.snapshot",
             "message": self.message_id,
             "seq": self.seq,
-            "reasoning": "".join(self.reasoning_parts),
-            "answer": "".join(self.answer_parts),
-            "html": self.renderer.stable_html + self.tail_html,
-            # The same HTML split where the next delta's html_append continues it: blocks the
-            # last render finalised are not sent yet, so they belong to the replaceable tail.
-            "html_stable": self.renderer.stable_html[: len(self.renderer.stable_html) - unsent],
-            "html_tail": "".join(self.unsent_append) + self.tail_html,
+            "reasoning": self.reasoning.text,
+            "answer": self.answer.text,
+            "html_stable": self.answer.renderer.stable_html,
+            "html_tail": self.answer.tail_html,
+            "reasoning_html_stable": self.reasoning.renderer.stable_html,
+            "reasoning_html_tail": self.reasoning.tail_html,
             "phase": self.phase,
             "status": "streaming",
             "timings": timings,
@@ -440,34 +414,14 @@ class GenerationRunner:
             if event.get("message") != self.message_id:
                 continue
             kind = event.get("type")
-            if kind == LISTENER_EXIT:
-                return
             if kind == "generation.stop":
                 self.stop()
             elif kind == "generation.snapshot_request" and event.get("reply_to"):
-                await self.layer.send(event["reply_to"], self.snapshot())
-
-    async def _stop_listening(self, listener: asyncio.Task[None] | None) -> None:
-        """End the control listener with a message to its channel rather than a cancel.
-
-        channels-redis pops every specific channel of a process from one Redis queue: a receive
-        cancelled while its pop is in flight drops the popped message, which is as likely to be
-        a frame for a socket of this process as a control message (a tab lost a delta or
-        `message.created` at the end of every generation in its process).
-        """
-        if listener is None:
-            return
-        if not listener.done():
-            try:
-                await self.layer.send(
-                    self.control_channel, {"type": LISTENER_EXIT, "message": self.message_id}
-                )
-                await asyncio.wait({listener}, timeout=LISTENER_EXIT_TIMEOUT)
-            except (asyncio.CancelledError, Exception):
-                pass  # the layer is down, or a second cancel: fall back to cancelling
-            listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await listener
+                async with self.sending:
+                    # What went to other processes so far goes first, so the snapshot (taken
+                    # at the same point) is where their next delta continues.
+                    await self._send_remote()
+                    await self.layer.send(event["reply_to"], self.snapshot())
 
     def stop(self) -> None:
         self.stop_requested = True
@@ -588,11 +542,13 @@ async def mark_interrupted(message: Message) -> bool:
     from .rendering import render_markdown
 
     html = render_markdown(message.content)
+    reasoning_html = render_markdown(message.reasoning)
     now = _now()
     error = describe_error("interrupted")
     updated = await Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).aupdate(
         status=Message.Status.INTERRUPTED,
         html=html,
+        reasoning_html=reasoning_html,
         finished_at=now,
         error_code="interrupted",
     )
@@ -600,6 +556,7 @@ async def mark_interrupted(message: Message) -> bool:
         return False
     message.status = Message.Status.INTERRUPTED
     message.html = html
+    message.reasoning_html = reasoning_html
     message.finished_at = now
     message.error_code = "interrupted"
     layer = get_channel_layer()
@@ -613,6 +570,7 @@ async def mark_interrupted(message: Message) -> bool:
             "usage": message.usage,
             "timings": message.timings(),
             "html": html,
+            "reasoning_html": reasoning_html,
             "finish_reason": "",
             "reasoning_unterminated": False,
             "error": error,

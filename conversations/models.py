@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import models
-from django.db.models import NOT_PROVIDED, signals
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -19,58 +17,6 @@ from .backends.base import BackendConfig
 # older than STALE_AFTER belongs to a dead process.
 HEARTBEAT_INTERVAL = timedelta(seconds=getattr(settings, "R1CHAT_HEARTBEAT_INTERVAL", 5.0))
 STALE_AFTER = timedelta(seconds=getattr(settings, "R1CHAT_STALE_AFTER", 20.0))
-
-
-def new_row[M: models.Model](model_class: type[M], /, **values: Any) -> M:
-    """`model_class(**values)` for a row about to be inserted, at about a third of the cost.
-
-    `Model.__init__` walks every field and asks each for its default, for every instance; a new
-    conversation makes three (itself, the question, the answer) between its question and the
-    request to the model, ~35 µs of the event loop each in a burst. Here the defaults that are
-    constants are looked up once per model and the rest called as `Model.__init__` would; given
-    values are set by field name (related objects through their descriptors, so an unsaved
-    parent's key is filled in when the row is saved) or attname. With init signals connected,
-    `model_class(**values)` itself."""
-    if signals.pre_init.has_listeners(model_class) or signals.post_init.has_listeners(model_class):
-        return model_class(**values)
-    template = _row_templates.get(model_class) or _row_template(model_class)
-    constants, computed, by_name = template
-    obj = model_class.__new__(model_class)
-    obj._state = models.base.ModelState()
-    fields = obj.__dict__
-    fields.update(constants)
-    for attname, default in computed:
-        if attname not in values:
-            fields[attname] = default()
-    for name, value in values.items():
-        field = by_name.get(name)
-        if field is None:
-            raise TypeError(f"{model_class.__name__}() got an unexpected keyword argument '{name}'")
-        if field.is_relation and name == field.name:
-            setattr(obj, name, value)  # (the descriptor: the key, and the object cached)
-        else:
-            fields[field.attname] = value
-    return obj
-
-
-_RowTemplate = tuple[
-    dict[str, Any], tuple[tuple[str, Callable[[], Any]], ...], dict[str, models.Field]
-]
-_row_templates: dict[type[models.Model], _RowTemplate] = {}
-
-
-def _row_template(model: type[models.Model]) -> _RowTemplate:
-    constants: dict[str, Any] = {}
-    computed: list[tuple[str, Callable[[], Any]]] = []
-    by_name: dict[str, models.Field] = {}
-    for field in model._meta.concrete_fields:
-        by_name[field.name] = by_name[field.attname] = field
-        if callable(field.default) or field.db_default is not NOT_PROVIDED:
-            computed.append((field.attname, field.get_default))
-        else:  # (the same object Model.__init__ would get for every instance)
-            constants[field.attname] = field.get_default()
-    template = _row_templates[model] = (constants, tuple(computed), by_name)
-    return template
 
 
 class Backend(models.Model):
@@ -205,6 +151,11 @@ class Message(models.Model):
     error_detail = models.TextField(blank=True)
     finish_reason = models.CharField(max_length=40, blank=True)
     reasoning_unterminated = models.BooleanField(default=False)
+    # The user who sent a question, and the id their tab gave it: a second send with the same
+    # id is refused by the database (unique per user), however many processes see it.
+    sender = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     client_id = models.CharField(max_length=64, blank=True)
     backend = models.ForeignKey(Backend, null=True, blank=True, on_delete=models.SET_NULL)
     backend_name = models.CharField(_("backend"), max_length=80, blank=True)
@@ -221,15 +172,16 @@ class Message(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     html = models.TextField(blank=True)  # cached rendering of `content`
+    reasoning_html = models.TextField(blank=True)  # cached rendering of `reasoning`
 
     class Meta:
         ordering = ["created_at", "id"]
         indexes = [models.Index(fields=["conversation", "created_at"])]
         constraints = [
             models.UniqueConstraint(
-                fields=["conversation", "client_id"],
+                fields=["sender", "client_id"],
                 condition=~models.Q(client_id=""),
-                name="unique_client_id_per_conversation",
+                name="unique_client_id_per_sender",
             )
         ]
         verbose_name = _("message")

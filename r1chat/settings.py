@@ -168,14 +168,9 @@ REDIS_PREFIX = os.environ.get("R1CHAT_REDIS_PREFIX", "r1chat")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            # `team` (default): channels-redis `core` with what stays in a process kept in it
-            # (r1chat.team_layer.TeamChannelLayer); `core` and `pubsub`: channels-redis's own
-            # (README, Performance).
-            "BACKEND": {
-                "team": "r1chat.team_layer.TeamChannelLayer",
-                "core": "channels_redis.core.RedisChannelLayer",
-                "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            }[os.environ.get("R1CHAT_CHANNEL_LAYER", "team")],
+            # The local layer of each process, joined to the others through channels-redis's
+            # RedisChannelLayer (r1chat/layers.py): frames stay in their process.
+            "BACKEND": "r1chat.layers.TeamChannelLayer",
             "CONFIG": {
                 "hosts": [REDIS_URL],
                 "prefix": f"{REDIS_PREFIX}-asgi",
@@ -190,7 +185,8 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": f"{REDIS_PREFIX}-cache",
-            # (one pool for the process, not one per WebSocket: r1chat/cachepool.py)
+            # Django's RedisCache makes a pool per cache object, and it keeps one object per
+            # task: one pool per process instead (r1chat/cachepool.py).
             "OPTIONS": {"pool_class": "r1chat.cachepool.SharedConnectionPool"},
         }
     }
@@ -460,8 +456,7 @@ if REDIS_URL:
             "socket_connect_timeout": 5,
             "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
             # redis-py 8 caps a pool at 100 connections and then fails (MaxConnectionsError)
-            # rather than waiting: ~100 streams in one process (a flusher and a socket each)
-            # reached it in bench/relay.py --processes 2.
+            # rather than waiting.
             "max_connections": env_int("R1CHAT_REDIS_MAX_CONNECTIONS", 1000),
         }
     ]

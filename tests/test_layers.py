@@ -10,8 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from channels.exceptions import ChannelFull
 
-from r1chat.layers import LocalChannelLayer
-from r1chat.team_layer import TeamChannelLayer
+from r1chat.layers import LocalChannelLayer, TeamChannelLayer
 from tests.chat_support import redis_url_or_skip
 
 
