@@ -110,7 +110,8 @@ def assemble(frames: list[dict[str, Any]], message_id: str) -> tuple[str, str, l
         elif frame["type"] == "generation.delta":
             reasoning += frame.get("reasoning", "")
             answer += frame.get("answer", "")
-            seqs.append(frame["seq"])
+            # (a delta from another process covers the frames from_seq to seq)
+            seqs.extend(range(frame.get("from_seq", frame["seq"]), frame["seq"] + 1))
     return reasoning, answer, seqs
 
 

@@ -361,6 +361,70 @@ def own_redis(tmp_path: Any) -> Iterator[dict[str, Any]]:
     stop()
 
 
+async def _follow_to_the_end(
+    tab: WsTab, port: int, cookie: str, conv_id: str, reply_id: str
+) -> WsTab:
+    """Read `tab` until the answer ends, as the page does: when the server closes the socket,
+    reconnect with backoff and subscribe again. The tab whose frames show the end."""
+    delay = 0.25
+    while True:
+        try:
+            await tab.until("generation.done", message=reply_id, timeout=30)
+            return tab
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 4.0)
+            try:
+                tab = await WsTab.open(port, cookie, tab.name + "+")
+                await tab.send({"type": "subscribe", "conversation": conv_id})
+                break
+            except (OSError, websockets.exceptions.InvalidStatus):
+                continue
+
+
+async def test_redis_restarted_mid_stream_every_tab_catches_up(alice, sim, own_redis) -> None:
+    """Redis restarts (losing every queue and group) while an answer streams on A, followed by
+    a tab on A and one on B: each ends showing exactly the model's text, every frame once and
+    in order from its last snapshot, and the answer is stored whole."""
+    _user, cookie = alice
+    env = _env(REDIS_URL=own_redis["url"])
+    a, port_a = _start(env)
+    b, port_b = _start(env)
+    try:
+        scenario = Scenario(token_rate=40, reasoning_tokens=120, answer_tokens=120)  # ~6 s
+        sim.scenario = scenario
+        writer = await WsTab.open(port_a, cookie, "A")
+        conv_id, reply = await _send(writer, "across a restart")
+        watcher = await WsTab.open(port_b, cookie, "B")
+        await watcher.send({"type": "subscribe", "conversation": conv_id})
+        await watcher.until("generation.snapshot", message=reply)
+        await watcher.until("generation.delta", message=reply)
+        own_redis["stop"]()
+        own_redis["start"]()
+        expected = sim.expected(scenario)
+        for tab, port in ((writer, port_a), (watcher, port_b)):
+            last = await _follow_to_the_end(tab, port, cookie, conv_id, reply)
+            reasoning, answer, seqs = assemble(last.frames, reply)
+            updated = [f for f in last.frames if f["type"] == "message.updated"]
+            if updated:  # (it had ended before the tab subscribed again: the stored message)
+                shown = updated[-1]["message"]
+                assert (shown["reasoning"], shown["content"]) == expected, last.name
+                continue
+            assert _contiguous(seqs), f"{last.name}: gap or duplicate in {seqs}"
+            done = [f for f in last.frames if f["type"] == "generation.done"]
+            assert len(done) == 1 and done[0]["seq"] == seqs[-1] + 1, last.name
+            assert (reasoning, answer) == expected, f"{last.name}: the text differs"
+        message = await Message.objects.aget(uuid=reply)
+        assert message.status == "complete"
+        assert (message.reasoning, message.content) == expected
+    finally:
+        for name, proc in (("A", a), ("B", b)):
+            processes.stop(proc, sig=signal.SIGKILL)
+            print(f"--- process {name} ---\n{_log(proc)[-20000:]}")
+
+
 def _get(port: int, path: str) -> tuple[int, dict[str, Any]]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=15) as response:
