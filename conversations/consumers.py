@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.core.cache import cache
 from django.utils.translation import gettext as _
 
@@ -30,11 +31,17 @@ RELAYED = frozenset(
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_REVOKED = 4403
 CLOSE_TRY_AGAIN = 1013  # the channel layer (Redis) is down: the tab reconnects with backoff
-# Frames a tab may send: a burst of SOCKET_BURST, then SOCKET_RATE a second; and a user's tabs
-# together USER_FRAMES_PER_MINUTE (every process: the shared cache).
-SOCKET_BURST = 20
-SOCKET_RATE = 5.0
-USER_FRAMES_PER_MINUTE = 300
+
+
+def _limits() -> tuple[int, float, int]:
+    """Frames a tab may send: a burst of R1CHAT_SOCKET_FRAME_BURST, then
+    R1CHAT_SOCKET_FRAME_RATE a second; and a user's tabs together
+    R1CHAT_USER_FRAMES_PER_MINUTE (every process: the shared cache)."""
+    return (
+        int(getattr(settings, "R1CHAT_SOCKET_FRAME_BURST", 20)),
+        float(getattr(settings, "R1CHAT_SOCKET_FRAME_RATE", 5.0)),
+        int(getattr(settings, "R1CHAT_USER_FRAMES_PER_MINUTE", 300)),
+    )
 
 
 def _can_chat(user: Any) -> bool:
@@ -59,7 +66,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.awaiting: dict[str, list[dict[str, Any]]] = {}
         self.snapshot_timers: dict[str, asyncio.Task[None]] = {}
         self.last_seq: dict[str, int] = {}
-        self.allowance = float(SOCKET_BURST)
+        self.burst, self.rate, self.user_limit = _limits()
+        self.allowance = float(self.burst)
         self.allowance_at = time.monotonic()
         self.user_group = ""
         if self.user is None or not await sync_to_async(_can_chat)(self.user):
@@ -117,7 +125,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         """Every frame type counts: per socket (a token bucket) and per user (all tabs)."""
         now = time.monotonic()
         self.allowance = min(
-            float(SOCKET_BURST), self.allowance + (now - self.allowance_at) * SOCKET_RATE
+            float(self.burst), self.allowance + (now - self.allowance_at) * self.rate
         )
         self.allowance_at = now
         if self.allowance < 1:
@@ -129,7 +137,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 count = await cache.aincr(key)
             except ValueError:
                 count = 1
-            if count > USER_FRAMES_PER_MINUTE:
+            if count > self.user_limit:
                 raise ClientError("throttled", _("Too many requests. Slow down and try again."))
 
     async def dispatch(self, message: dict[str, Any]) -> None:
