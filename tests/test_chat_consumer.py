@@ -13,6 +13,9 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
+# (first, so Django's logging set-up, which importing the application runs, is not redone
+# inside a test: it would take pytest's log capture off the root logger)
+import r1chat.asgi  # noqa: F401
 from conversations import actions, generation
 from conversations.models import Conversation, Message
 from conversations.simulator import Scenario
@@ -917,3 +920,34 @@ async def test_tabs_closing_lose_no_frame_of_the_tabs_still_open(alice, redis_la
     await watcher.close()
     await layer.flush()
     assert sorted(set(range(sent)) - seen) == []
+
+
+async def test_a_permission_check_that_fails_refuses_the_socket(alice, caplog):
+    """The check whether a user may chat fails closed: a database error (here its table of
+    confirmed addresses is missing) is a "no", logged once, and the socket is refused like any
+    other unauthorised one."""
+    from django.db import connection
+
+    from r1chat.asgi import application
+
+    user, _backend = alice
+    cookie = await sync_to_async(session_cookie)(user)
+
+    def rename(old: str, new: str) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {old} RENAME TO {new}")
+
+    await sync_to_async(rename)("account_emailaddress", "account_emailaddress_away")
+    try:
+        headers = [(b"origin", b"http://localhost"), (b"host", b"localhost"),
+                   (b"cookie", cookie.encode())]  # fmt: skip
+        ws = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+        connected, code = await ws.connect()
+    finally:
+        await sync_to_async(rename)("account_emailaddress_away", "account_emailaddress")
+    assert (connected, code) == (False, 4401)
+    refusals = [r for r in caplog.records if "may chat" in r.getMessage()]
+    assert len(refusals) == 1
+    # Once the database answers again, the same user is let in.
+    tab = await Tab.open(user)
+    await tab.close()

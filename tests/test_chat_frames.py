@@ -17,6 +17,9 @@ from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from django.core.cache import cache
 
+# (first, so Django's logging set-up, which importing the application runs, is not redone
+# inside a test: it would take pytest's log capture off the root logger)
+import r1chat.asgi  # noqa: F401
 from tests.chat_support import Tab, make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
