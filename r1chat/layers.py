@@ -141,6 +141,18 @@ REFRESH_GROUPS = 3.0  # seconds: memberships are written again (a restarted Redi
 RETRY_START, RETRY_MAX = 0.2, 5.0
 
 
+def _hosts(hosts: Any) -> Any:
+    """A bare URL gets room to read past channels-redis's blocking pop (5 s, as redis-py's
+    default read timeout: an idle reader would time out) and a pool of more than redis-py's
+    100 connections."""
+    return [
+        {"address": host, "socket_timeout": 30, "max_connections": 1000}
+        if isinstance(host, str)
+        else host
+        for host in hosts or ["redis://localhost:6379"]
+    ]
+
+
 class TeamChannelLayer(LocalChannelLayer):
     """The local layer of one process, joined to the other processes through channels-redis.
 
@@ -166,7 +178,7 @@ class TeamChannelLayer(LocalChannelLayer):
             key: kwargs.pop(key) for key in ("capacity", "expiry", "group_expiry") if key in kwargs
         }
         super().__init__(**layer_options, **kwargs)
-        self.redis = RedisChannelLayer(hosts=hosts, prefix=prefix, **layer_options)
+        self.redis = RedisChannelLayer(hosts=_hosts(hosts), prefix=prefix, **layer_options)
         self.home: str | None = None  # this process's channel on Redis
         self.reader: asyncio.Task[None] | None = None
         self.remote_groups: dict[str, int] = {}  # group -> local members

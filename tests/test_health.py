@@ -13,7 +13,7 @@ def test_healthz_is_ok_when_database_and_channel_layer_work(client):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "backend", ["r1chat.team_layer.TeamChannelLayer", "channels_redis.core.RedisChannelLayer"]
+    "backend", ["r1chat.layers.TeamChannelLayer", "channels_redis.core.RedisChannelLayer"]
 )
 def test_healthz_names_the_failing_channel_layer(client, backend):
     broken = {
