@@ -27,6 +27,7 @@ from .generation import GenerationRunner, mark_interrupted, running
 from .models import Conversation, Message
 from .protocol import ClientError, not_found
 from .threads import Tree, history_for, serialize_message, serialize_thread
+from .titles import generate_title
 
 logger = logging.getLogger(__name__)
 
@@ -443,10 +444,12 @@ def quota_changed(**kwargs: Any) -> None:
 async def _after_generation(runner: GenerationRunner) -> None:
     conversation = runner.conversation
     await Conversation.objects.filter(pk=conversation.pk).aupdate(updated_at=timezone.now())
-    if not conversation.title_generated and runner.backend is not None:
-        from .titles import generate_title
-
-        await generate_title(conversation, runner)
+    if (
+        not conversation.title_generated
+        and runner.backend is not None
+        and await generate_title(conversation, runner)
+    ):
+        await announce_conversation(conversation)
 
 
 # --- stop, switch, rename, pin, delete ----------------------------------------------------

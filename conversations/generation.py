@@ -153,10 +153,10 @@ class GenerationRunner:
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> asyncio.Task[None]:
-        shutdown.install()  # SIGTERM lets running generations finish within a grace period
         _running[self.message_id] = self
         ensure_maintenance()
         self.task = asyncio.create_task(self._run(), name=f"generation {self.message_id}")
+        shutdown.track(self.task)  # SIGTERM lets it finish within a grace period
         return self.task
 
     async def _run(self) -> None:

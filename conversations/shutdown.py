@@ -15,9 +15,9 @@ applications). `install()` adds one such trigger that returns `drain()` as a Def
 covers every way Daphne stops (SIGTERM, SIGINT, `manage.py runserver`'s Ctrl-C) and needs no
 signal-handler juggling.
 
-`install()` is idempotent and cheap; `GenerationRunner.start()` calls it, so it is in place
-whenever there is something to drain. Outside Daphne it does nothing (tests, scripts). Another
-ASGI server can call `install_signal_handler()` from inside its running loop instead: that
+`track(task)` is how a generation is drained: `GenerationRunner.start()` hands its task here,
+which installs the hook (idempotent and cheap), so it is in place whenever there is something to
+drain. Outside Daphne it does nothing (tests, scripts). Another ASGI server can call `install_signal_handler()` from inside its running loop instead: that
 chains a SIGTERM handler which drains, then calls the handler that was there before (or, if that
 was the default, re-raises SIGTERM so the process still exits).
 """
@@ -44,8 +44,16 @@ FINISH_TIMEOUT = 10.0
 POLL = 0.25  # how often the grace wait looks for runners started meanwhile
 
 _installed: str | None = None  # "twisted" | "signal" once installed
+_tracked: set[asyncio.Task[Any]] = set()  # the running generations of this process
 _shutting_down = False
 _draining: asyncio.Task[dict[str, int]] | None = None
+
+
+def track(task: asyncio.Task[Any]) -> None:
+    """A generation's task: drained at shutdown, until it ends."""
+    install()
+    _tracked.add(task)
+    task.add_done_callback(_tracked.discard)
 
 
 def grace_seconds() -> float:
@@ -70,8 +78,6 @@ async def drain(
     (cancelled at its end and saved) and `unsaved` (did not even save within `finish_timeout`;
     another process's sweeper marks those `interrupted` once their heartbeat is stale).
     """
-    from .generation import _running
-
     global _shutting_down
     _shutting_down = True
     grace = grace_seconds() if grace is None else grace
@@ -80,7 +86,7 @@ async def drain(
     seen: set[asyncio.Task[Any]] = set()
 
     def live() -> set[asyncio.Task[Any]]:
-        tasks = {r.task for r in list(_running.values()) if r.task is not None}
+        tasks = {t for t in _tracked if t.get_loop() is loop}
         seen.update(tasks)
         return {t for t in tasks if not t.done()}
 
@@ -94,12 +100,10 @@ async def drain(
         pending = live()  # also picks up generations started meanwhile
 
     interrupted: set[asyncio.Task[Any]] = set()
-    for runner in list(_running.values()):
-        task = runner.task
-        if task is not None and not task.done():
-            # No stop_requested: the runner saves this as INTERRUPTED, not STOPPED.
-            task.cancel()
-            interrupted.add(task)
+    for task in live():
+        # No stop was asked for: the runner saves this as INTERRUPTED, not STOPPED.
+        task.cancel()
+        interrupted.add(task)
     unsaved = 0
     if interrupted:
         _done, still = await asyncio.wait(interrupted, timeout=finish_timeout)
@@ -155,7 +159,10 @@ def _install_twisted() -> bool:
 
     if not isinstance(reactor, asyncioreactor.AsyncioSelectorReactor):
         return False
-    loop = reactor._asyncioEventloop
+    try:
+        loop = asyncio.get_running_loop()  # the reactor's (`track` runs in a generation's task)
+    except RuntimeError:
+        return False
 
     def before_shutdown() -> defer.Deferred[Any]:
         future = asyncio.ensure_future(_safe_drain(), loop=loop)

@@ -38,12 +38,11 @@ async def _always_thinks(runner: GenerationRunner) -> bool:
     return any(m.name == runner.request.model and m.thinking == "always" for m in models)
 
 
-async def generate_title(conversation: Conversation, runner: GenerationRunner) -> None:
-    """Ask the model that answered for a short title; keep the first-line title on failure."""
-    from .actions import announce_conversation
-
+async def generate_title(conversation: Conversation, runner: GenerationRunner) -> bool:
+    """Ask the model that answered for a short title; keep the first-line title on failure.
+    Whether the conversation got the model's title."""
     if runner.request is None or runner.backend is None:
-        return
+        return False
     question = next((m["content"] for m in runner.request.messages if m["role"] == "user"), "")
     request = ChatRequest(
         model=runner.request.model,
@@ -71,15 +70,16 @@ async def generate_title(conversation: Conversation, runner: GenerationRunner) -
                 await stream.aclose()
     except (BackendError, TimeoutError) as exc:
         logger.info("no title for %s: %s", conversation.uuid, exc)
-        return
+        return False
     title = clean_title("".join(parts))
     if not title:
-        return
+        return False
     # Only if nobody renamed it meanwhile.
     updated = await Conversation.objects.filter(pk=conversation.pk, title_generated=False).aupdate(
         title=title, title_generated=True
     )
-    if updated:
-        conversation.title = title
-        conversation.title_generated = True
-        await announce_conversation(conversation)
+    if not updated:
+        return False
+    conversation.title = title
+    conversation.title_generated = True
+    return True
