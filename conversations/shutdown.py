@@ -17,9 +17,10 @@ signal-handler juggling.
 
 `track(task)` is how a generation is drained: `GenerationRunner.start()` hands its task here,
 which installs the hook (idempotent and cheap), so it is in place whenever there is something to
-drain. Outside Daphne it does nothing (tests, scripts). Another ASGI server can call `install_signal_handler()` from inside its running loop instead: that
-chains a SIGTERM handler which drains, then calls the handler that was there before (or, if that
-was the default, re-raises SIGTERM so the process still exits).
+drain. Outside Daphne it does nothing (tests, scripts). Another ASGI server can call
+`install_signal_handler()` from inside its running loop instead: that chains a SIGTERM handler
+which drains, then calls the handler that was there before (or, if that was the default,
+re-raises SIGTERM so the process still exits).
 """
 
 from __future__ import annotations
