@@ -8,6 +8,11 @@ NO_PROXY (upper or lower case). An http:// proxy is used as curl uses it: https 
 through a CONNECT tunnel with TLS end to end inside it, http ones by forwarding; the proxy's
 Basic credentials come from its URL. A proxy of another kind (socks5://, https://) is an error
 on every message, never a silent direct connection.
+
+Nothing is sent twice underneath the backends' own retry policy (retry.HTTPBackend._retry_delay):
+aiohttp sends a request again on a kept-alive connection the server had closed only for
+idempotent methods (RFC 9112 §9.3.1: the GETs of model lists and versions), never a POST such
+as a chat request; httpcore never does.
 """
 
 from __future__ import annotations

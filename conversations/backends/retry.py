@@ -234,7 +234,7 @@ class TimedBody:
     def __init__(self, response: httpx.Response, config: BackendConfig, deadline: float) -> None:
         self.response = response
         self._config = config
-        self._chunks = response.aiter_raw()
+        self._chunks = response.aiter_bytes()
         self._loop = asyncio.get_running_loop()
         now = self._loop.time()
         self.last_byte = now
