@@ -196,3 +196,44 @@ async def test_a_url_that_is_not_http_is_refused(url: str) -> None:
     assert got.error is not None and got.error.kind is ErrorKind.BAD_REQUEST
     assert "bad backend URL" in got.error.detail
     await backend.aclose()
+
+
+async def test_a_stream_compressed_unasked_is_decoded() -> None:
+    """r1chat asks for `identity`; a server (or proxy) that gzips the stream anyway is still
+    read correctly."""
+    import asyncio
+    import gzip
+
+    events = (
+        b'data: {"choices":[{"index":0,"delta":{"content":"compressed hello"}}]}\n\n'
+        b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    body = gzip.compress(events)
+    heads: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        heads.append(head)
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.lower().split(b"\r\n")
+            if line.startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(body), body))  # fmt: skip
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    backend = OpenAIBackend(BackendConfig(kind="openai", base_url=f"http://127.0.0.1:{port}"))
+    try:
+        got = await collect(backend, make_request("deepseek"))
+        assert got.error is None and got.answer == "compressed hello"
+        assert b"\r\naccept-encoding: identity\r\n" in heads[0].lower()
+    finally:
+        await backend.aclose()
+        server.close()
