@@ -11,6 +11,13 @@ ERROR_MESSAGES = {
     "no_balance": (_("The model provider's account has run out of balance."), False),
     "rate_limited": (_("The model server is rate limiting requests. Try again in a moment."), True),
     "overloaded": (_("The model server is overloaded. Try again in a moment."), True),
+    "gateway": (
+        _(
+            "A proxy or gateway in front of the model server got no answer from it. "
+            "Try again in a moment."
+        ),
+        True,
+    ),
     "server": (_("The model server had an internal error."), True),
     "model_not_found": (_("This model is not available on the model server."), False),
     "no_thinking": (_("This model cannot think. Turn Deep Think off and try again."), False),

@@ -9,7 +9,13 @@ import pytest
 from conversations.backends.base import ErrorKind, Finished
 from conversations.backends.ollama import OllamaBackend, parse_version
 from conversations.simulator import Scenario, Simulator
-from tests.test_backend_scenarios import chat_requests, collect, make_backend, make_request
+from tests.test_backend_scenarios import (
+    chat_requests,
+    close_made_backends,  # noqa: F401 (an autouse fixture: every backend made is closed)
+    collect,
+    make_backend,
+    make_request,
+)
 
 
 @pytest.fixture

@@ -10,7 +10,13 @@ from conversations.backends import close_all, get_backend
 from conversations.backends.base import BackendConfig, ErrorKind, Finished, Usage
 from conversations.backends.openai import OpenAIBackend, build_body, infer_model_info
 from conversations.simulator import Scenario, Simulator
-from tests.test_backend_scenarios import chat_requests, collect, make_backend, make_request
+from tests.test_backend_scenarios import (
+    chat_requests,
+    close_made_backends,  # noqa: F401 (an autouse fixture: every backend made is closed)
+    collect,
+    make_backend,
+    make_request,
+)
 
 
 @pytest.fixture
@@ -129,13 +135,14 @@ async def test_health_of_a_server_that_is_down() -> None:
     backend = OpenAIBackend(BackendConfig(kind="openai", base_url="http://127.0.0.1:9"))
     health = await backend.health()
     assert not health.reachable and health.error and health.error.startswith("unreachable")
+    await backend.aclose()
 
 
 async def test_get_backend_shares_one_pool_per_config(sim: Simulator) -> None:
     config = BackendConfig(kind="openai", base_url=sim.base_url, name="shared")
     one = get_backend(config)
     assert get_backend(BackendConfig(kind="openai", base_url=sim.base_url, name="shared")) is one
-    assert one.pool is one.pool  # type: ignore[attr-defined]
+    assert one.client is one.client  # type: ignore[attr-defined]
     changed = get_backend(BackendConfig(kind="openai", base_url=sim.base_url, name="shared",
                                         idle_timeout=5))  # fmt: skip
     assert changed is not one
@@ -155,6 +162,78 @@ async def test_a_burst_gets_one_connection_per_request(sim: Simulator) -> None:
     await backend.list_models()  # leaves one idle connection
     sim.requests.clear()
     await asyncio.gather(*(backend.list_models() for _ in range(20)))
-    assert len({r.extra.get("peer") for r in sim.requests}) == 20
-    assert backend.pool.idle_count == 20  # type: ignore[attr-defined]
+    burst = {r.extra.get("peer") for r in sim.requests}
+    assert len(burst) == 20
+    # Every one of them was kept alive: the next burst needs no new connection.
+    sim.requests.clear()
+    await asyncio.gather(*(backend.list_models() for _ in range(20)))
+    assert {r.extra.get("peer") for r in sim.requests} == burst
     await backend.aclose()
+
+
+async def test_streams_and_metadata_share_one_kept_alive_connection(sim: Simulator) -> None:
+    sim.scenario = Scenario(profile="deepseek", reasoning_tokens=3, answer_tokens=3)
+    backend = make_backend(sim, "deepseek")
+    for _ in range(3):
+        got = await collect(backend, make_request("deepseek"))
+        assert got.error is None and got.answer
+    await backend.list_models()  # a Content-Length body on the same connection
+    assert len(sim.requests) == 4 and len({r.extra["peer"] for r in sim.requests}) == 1
+
+
+async def test_an_api_key_that_is_no_header_value_is_refused(sim: Simulator) -> None:
+    backend = make_backend(sim, "deepseek", api_key="sk\r\nX-Evil: 1")
+    got = await collect(backend, make_request("deepseek"))
+    assert got.error is not None and got.error.kind is ErrorKind.AUTH
+    assert "cannot be sent in a header" in got.error.detail
+    assert not sim.requests
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1:9", "http://", "not a url"])
+async def test_a_url_that_is_not_http_is_refused(url: str) -> None:
+    backend = OpenAIBackend(BackendConfig(kind="openai", base_url=url))
+    got = await collect(backend, make_request("deepseek"))
+    assert got.error is not None and got.error.kind is ErrorKind.BAD_REQUEST
+    assert "bad backend URL" in got.error.detail
+    await backend.aclose()
+
+
+async def test_a_stream_compressed_unasked_is_decoded() -> None:
+    """r1chat asks for `identity`; a server (or proxy) that gzips the stream anyway is still
+    read correctly."""
+    import asyncio
+    import gzip
+
+    events = (
+        b'data: {"choices":[{"index":0,"delta":{"content":"compressed hello"}}]}\n\n'
+        b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    body = gzip.compress(events)
+    heads: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        heads.append(head)
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.lower().split(b"\r\n")
+            if line.startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(body), body))  # fmt: skip
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    backend = OpenAIBackend(BackendConfig(kind="openai", base_url=f"http://127.0.0.1:{port}"))
+    try:
+        got = await collect(backend, make_request("deepseek"))
+        assert got.error is None and got.answer == "compressed hello"
+        assert b"\r\naccept-encoding: identity\r\n" in heads[0].lower()
+    finally:
+        await backend.aclose()
+        server.close()

@@ -10,6 +10,7 @@ import contextlib
 import json
 import ssl
 from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit
 
 import pytest
 import trustme
@@ -17,14 +18,20 @@ import trustme
 from conversations.backends.base import BackendConfig, ErrorKind
 from conversations.backends.openai import OpenAIBackend
 from conversations.simulator import Scenario, Simulator
-from tests.test_backend_scenarios import collect, make_backend, make_request
+from tests.test_backend_scenarios import (
+    close_made_backends,  # noqa: F401 (an autouse fixture: every backend made is closed)
+    collect,
+    make_backend,
+    make_request,
+)
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
 class ConnectProxy:
-    """An HTTP proxy that only tunnels (CONNECT), as corporate egress proxies do; it records the
-    head of every request it gets and answers `refuse` instead of tunnelling, if set."""
+    """An HTTP proxy as curl uses one: it tunnels (CONNECT) and forwards plain http requests
+    (one per connection). It records the head of every request it gets and answers `refuse`
+    instead, if set."""
 
     def __init__(self) -> None:
         self.heads: list[bytes] = []
@@ -48,13 +55,27 @@ class ConnectProxy:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             self.heads.append(head)
-            method, target, _version = head.split(b"\r\n", 1)[0].split(b" ")
-            if self.refuse is not None or method != b"CONNECT":
-                writer.write(self.refuse or b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+            request_line, _, header_block = head.partition(b"\r\n")
+            method, target, version = request_line.split(b" ")
+            if self.refuse is not None:
+                writer.write(self.refuse)
                 return
-            host, port = target.rsplit(b":", 1)
-            up_reader, up_writer = await asyncio.open_connection(host.decode(), int(port))
-            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            if method == b"CONNECT":
+                host, port = target.rsplit(b":", 1)
+                up_reader, up_writer = await asyncio.open_connection(host.decode(), int(port))
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            else:
+                url = urlsplit(target.decode())
+                up_reader, up_writer = await asyncio.open_connection(url.hostname, url.port)
+                headers = [
+                    line
+                    for line in header_block.split(b"\r\n")
+                    if line and not line.lower().startswith((b"connection:", b"proxy-"))
+                ]
+                up_writer.write(
+                    b"%s %s %s\r\n%s\r\nConnection: close\r\n\r\n"
+                    % (method, url.path.encode(), version, b"\r\n".join(headers))
+                )
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         except (OSError, asyncio.IncompleteReadError):
             pass
@@ -102,10 +123,12 @@ async def test_a_stream_goes_through_the_proxy_the_environment_names(
     assert got.error is None
     assert (got.reasoning, got.answer) == sim.expected()
     assert len(proxy.heads) == 1
-    assert proxy.heads[0].startswith(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n" % sim.port)
-    # The tunnel is kept alive and reused like a direct connection.
+    # A plain http server: the proxy forwards the request (https goes through a tunnel).
+    target = b"POST http://127.0.0.1:%d/chat/completions HTTP/1.1\r\n" % sim.port
+    assert proxy.heads[0].startswith(target)
     assert (await collect(backend, make_request("deepseek"))).error is None
-    assert len(proxy.heads) == 1
+    assert len(proxy.heads) == 2 and proxy.heads[1].startswith(target)
+    assert len(sim.requests) == 2
     await backend.aclose()
 
 
@@ -120,18 +143,23 @@ async def test_no_proxy_hosts_are_reached_directly(
     await backend.aclose()
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
 async def test_a_proxy_that_refuses_is_a_clear_error_without_its_password(
-    sim: Simulator, proxy: ConnectProxy, monkeypatch: pytest.MonkeyPatch
+    sim: Simulator, proxy: ConnectProxy, monkeypatch: pytest.MonkeyPatch, scheme: str
 ) -> None:
+    """Refused when forwarding a plain http request, or when asked for a tunnel (https)."""
     proxy.refuse = b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"
-    monkeypatch.setenv("http_proxy", f"http://team%40corp:s3cr%3At@127.0.0.1:{proxy.port}")
-    backend = make_backend(sim, "deepseek")
+    secret_url = f"http://team%40corp:s3cr%3At@127.0.0.1:{proxy.port}"
+    monkeypatch.setenv(f"{scheme}_proxy", secret_url)
+    backend = make_backend(sim, "deepseek", base_url=f"{scheme}://127.0.0.1:{sim.port}")
     got = await collect(backend, make_request("deepseek"))
     assert got.error is not None and got.error.kind == ErrorKind.UNREACHABLE
     assert "through the proxy" in got.error.detail and "407" in got.error.detail
     assert "s3cr" not in got.error.detail
+    assert not got.error.retryable and len(proxy.heads) == 1
     expected = base64.b64encode(b"team@corp:s3cr:t")
-    assert b"\r\nProxy-Authorization: Basic " + expected + b"\r\n" in proxy.heads[0]
+    header = b"\r\nproxy-authorization: basic " + expected.lower() + b"\r\n"
+    assert header in proxy.heads[0].lower()
     assert sim.requests == []  # nothing went around the proxy
     await backend.aclose()
 
@@ -178,7 +206,11 @@ async def test_tls_to_the_model_server_runs_inside_the_tunnel(
         models = await backend.list_models()
         assert [m.name for m in models] == ["deepseek-v4-flash"]
         assert proxy.heads[0].startswith(b"CONNECT localhost:%d HTTP/1.1\r\n" % port)
-        assert seen and seen[0].startswith(b"GET /models HTTP/1.1\r\nHost: localhost:")
+        assert seen and seen[0].startswith(b"GET /models HTTP/1.1\r\n")
+        assert b"\r\nhost: localhost:%d\r\n" % port in seen[0].lower()
+        # The tunnel is kept alive and reused like a direct connection.
+        assert [m.name for m in await backend.list_models()] == ["deepseek-v4-flash"]
+        assert len(proxy.heads) == 1 and len(seen) == 2
     finally:
         await backend.aclose()
         server.close()

@@ -12,7 +12,13 @@ from conversations.backends.base import BackendConfig, ErrorKind, Finished
 from conversations.backends.openai import OpenAIBackend
 from conversations.backends.retry import backoff_delay, parse_retry_after
 from conversations.simulator import Scenario, Simulator
-from tests.test_backend_scenarios import chat_requests, collect, make_backend, make_request
+from tests.test_backend_scenarios import (
+    chat_requests,
+    close_made_backends,  # noqa: F401 (an autouse fixture: every backend made is closed)
+    collect,
+    make_backend,
+    make_request,
+)
 
 
 @pytest.fixture
@@ -111,7 +117,9 @@ async def test_unreachable_is_retried_then_reported() -> None:
     config = BackendConfig(
         kind="openai", base_url=f"http://127.0.0.1:{_closed_port()}", backoff_base=0.01
     )
-    got = await collect(OpenAIBackend(config), make_request("deepseek"))
+    backend = OpenAIBackend(config)
+    got = await collect(backend, make_request("deepseek"))
+    await backend.aclose()
     assert got.error is not None and got.error.kind is ErrorKind.UNREACHABLE
     assert "127.0.0.1" in got.error.detail
 
@@ -166,3 +174,47 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after(None) is None
     assert parse_retry_after("garbage") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0
+
+
+@pytest.mark.parametrize(("max_tries", "sent"), [(1, 1), (3, 3)])
+async def test_a_request_the_server_read_is_sent_again_only_by_the_retry_policy(
+    sim: Simulator, max_tries: int, sent: int
+) -> None:
+    """A server that reads the question and closes the connection without a byte of answer
+    (as one closing an idle keep-alive connection just as the request arrives): the question
+    is sent once per try of the retry policy, never once more underneath it."""
+    backend = make_backend(sim, "deepseek", max_tries=max_tries)
+    assert await backend.list_models()  # a keep-alive connection for the question to reuse
+    sim.scenario = Scenario(profile="deepseek", fault="no_response")
+    got = await collect(backend, make_request("deepseek"))
+    chats = chat_requests(sim)
+    assert len(chats) == sent
+    assert got.error is not None and got.error.kind is ErrorKind.UNREACHABLE
+    assert "without answering" in got.error.detail
+    # The first try went over the connection the model list had used.
+    assert chats[0].extra["peer"] == sim.requests[0].extra["peer"]
+    await backend.aclose()
+
+
+@pytest.mark.parametrize("status", [502, 504])
+async def test_a_proxy_error_page_is_a_gateway_error_with_its_status(
+    sim: Simulator, status: int
+) -> None:
+    """nginx or a load balancer in front of the model server answers with its own HTML page:
+    a person is told a gateway got no answer (not that the model is overloaded), and the
+    detail keeps the status."""
+    from django.utils import translation
+
+    from conversations.errors import describe_error
+
+    sim.scenario = Scenario(
+        profile="deepseek", fault="http_error", http_status=status, error_envelope="html"
+    )
+    got = await collect(make_backend(sim, "deepseek", max_tries=2), make_request("deepseek"))
+    assert got.error is not None and got.error.kind is ErrorKind.GATEWAY
+    assert got.error.status == status and got.error.detail.startswith(f"HTTP {status}: {status} ")
+    assert "proxy or gateway" in got.error.detail and "<" not in got.error.detail
+    assert len(chat_requests(sim)) == 2  # tried again, like any passing failure
+    with translation.override("en"):
+        described = describe_error(got.error.kind.value)
+    assert described["retryable"] and "gateway" in str(described["message"])

@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,17 +48,33 @@ def model_for(profile: str) -> str:
     return "r1-distill-sim"
 
 
+_made: list[OpenAIBackend | OllamaBackend] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_made_backends() -> AsyncIterator[None]:
+    """Each backend `make_backend` made is closed after its test, on the test's loop."""
+    yield
+    while _made:
+        await _made.pop().aclose()
+
+
 def make_backend(sim: Simulator, profile: str, **config: Any) -> OpenAIBackend | OllamaBackend:
     model = model_for(profile)
     settings: dict[str, Any] = {
+        "base_url": sim.base_url,
         "backoff_base": 0.01,
         "backoff_max": 0.05,
         "assume_open_think": [model] if profile in PREOPENED else [],
     }
     settings.update(config)
+    backend: OpenAIBackend | OllamaBackend
     if profile in OLLAMA_PROFILES:
-        return OllamaBackend(BackendConfig(kind="ollama", base_url=sim.base_url, **settings))
-    return OpenAIBackend(BackendConfig(kind="openai", base_url=sim.base_url, **settings))
+        backend = OllamaBackend(BackendConfig(kind="ollama", **settings))
+    else:
+        backend = OpenAIBackend(BackendConfig(kind="openai", **settings))
+    _made.append(backend)
+    return backend
 
 
 def make_request(profile: str, **fields: Any) -> ChatRequest:
@@ -496,8 +512,9 @@ STATUS_KINDS = {
     422: ErrorKind.BAD_REQUEST,
     429: ErrorKind.RATE_LIMITED,
     500: ErrorKind.SERVER,
-    502: ErrorKind.OVERLOADED,
+    502: ErrorKind.GATEWAY,
     503: ErrorKind.OVERLOADED,
+    504: ErrorKind.GATEWAY,
 }
 
 
@@ -514,7 +531,7 @@ async def test_http_errors_in_every_envelope(sim: Simulator, status: int, envelo
     assert got.error.kind is STATUS_KINDS[status]
     assert got.error.status == status
     if envelope == "html":
-        assert f"{status}" in got.error.detail and "<html>" not in got.error.detail
+        assert f"HTTP {status}" in got.error.detail and "<html>" not in got.error.detail
     else:
         assert f"boom {status} from upstream" in got.error.detail
     assert got.events == []

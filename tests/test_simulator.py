@@ -421,6 +421,22 @@ def test_html_502_and_ollama_string_errors(sim: Simulator, client: httpx.Client)
     assert response.status_code == 503 and response.json()["error"].startswith("server busy")
 
 
+def test_html_504_page(sim: Simulator, client: httpx.Client) -> None:
+    sim.scenario = Scenario(fault="http_error", http_status=504, error_envelope="html")
+    response = client.post("/chat/completions", json=CHAT)
+    assert response.status_code == 504 and b"<h1>504 Gateway Timeout</h1>" in response.content
+
+
+def test_no_response_reads_the_request_and_closes(sim: Simulator, client: httpx.Client) -> None:
+    assert client.get("/v1/models").status_code == 200  # metadata is still answered
+    sim.scenario = Scenario(fault="no_response")
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.post("/chat/completions", json=CHAT)
+    chat = [r for r in sim.requests if r.path == "/chat/completions"]
+    assert len(chat) == 1 and chat[0].body == CHAT and chat[0].status == 0
+    assert sim.expected() == ("", "")
+
+
 def test_fail_first_then_stream(sim: Simulator, client: httpx.Client) -> None:
     sim.scenario = Scenario(fail_first=2, http_status=429)
     statuses = [client.post("/chat/completions", json=CHAT).status_code for _ in range(3)]

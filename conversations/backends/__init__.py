@@ -1,8 +1,14 @@
 """Model backends: `get_backend(config)` returns the shared client for one model server.
 
 One client object per distinct configuration, so every generation for a backend shares one
-`httpx.AsyncClient` connection pool (and Ollama's capability cache). A changed configuration
-(the admin edited the row) gets a new client; `close_all()` closes them all at shutdown.
+`httpx.AsyncClient` and its connection pool (and Ollama's capability cache). The client's
+transport is `httpx_aiohttp.AiohttpTransport`, with explicit limits, timeouts, TLS settings
+and the environment's proxy (client.py). A changed configuration (the admin edited the row)
+gets a new client; `close_all()` closes them all at shutdown.
+
+The modules, in the order a request passes them: base.py (requests, events, errors),
+client.py (the httpx client), retry.py (requests, deadlines, error mapping, retries),
+streams.py (SSE, NDJSON and `<think>` parsers), openai.py and ollama.py (the protocols).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ class ErrorKind(enum.StrEnum):
     NO_BALANCE = "no_balance"  # 402
     RATE_LIMITED = "rate_limited"  # 429
     OVERLOADED = "overloaded"  # 503, insufficient_system_resource
+    GATEWAY = "gateway"  # 502/504: a proxy or gateway in front of the server got no answer
     SERVER = "server"  # 500 and other 5xx
     MODEL_NOT_FOUND = "model_not_found"  # 404 / unknown model
     NO_THINKING = "no_thinking"  # the model cannot think (Ollama 400 "does not support thinking")
@@ -30,7 +31,13 @@ class ErrorKind(enum.StrEnum):
 
 
 RETRYABLE_KINDS = frozenset(
-    {ErrorKind.UNREACHABLE, ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED, ErrorKind.SERVER}
+    {
+        ErrorKind.UNREACHABLE,
+        ErrorKind.RATE_LIMITED,
+        ErrorKind.OVERLOADED,
+        ErrorKind.GATEWAY,
+        ErrorKind.SERVER,
+    }
 )
 
 
@@ -185,11 +192,5 @@ class ModelBackend(Protocol):
     async def model_info(self, model: str) -> ModelInfo: ...
 
     async def health(self) -> Health: ...
-
-    def tab_opened(self) -> None:
-        """A chat tab whose next question comes here opened (keep a connection ready)."""
-        ...
-
-    def tab_closed(self) -> None: ...
 
     async def aclose(self) -> None: ...

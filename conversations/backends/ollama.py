@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from .base import (
+    Answer,
     BackendError,
     ChatRequest,
     ErrorKind,
@@ -22,12 +23,12 @@ from .base import (
     Finished,
     Health,
     ModelInfo,
+    Reasoning,
     Usage,
 )
-from .body import open_body
 from .retry import (
     HTTPBackend,
-    StreamTimer,
+    TimedBody,
     clean_history,
     name_always_thinks,
     stream_error,
@@ -42,6 +43,7 @@ LEVEL_FAMILIES = ("gpt-oss", "qwen3")
 # How long the server version is trusted before asking again (upgrades are rare).
 VERSION_TTL = 300.0
 MAX_LEVEL_SINCE = (0, 21, 3)  # `think: "max"` exists from this version on
+CHAT_PATH = "/api/chat"
 
 
 def parse_version(text: str | None) -> tuple[int, ...]:
@@ -81,6 +83,55 @@ def usage_from(line: dict[str, Any]) -> Usage | None:
     return usage if usage.as_dict() else None
 
 
+async def _lines(body: TimedBody, api_key: str) -> AsyncIterator[dict[str, Any]]:
+    """The NDJSON lines of a body as objects, up to the done line or the body's end; an
+    error line raises."""
+    reader = NDJSONReader()
+    while True:
+        chunk = await body.read()
+        lines = reader.feed(chunk) if chunk is not None else reader.finish()
+        if lines:
+            body.data_seen()
+        for line in lines:
+            obj = _parse_line(line, chunk is None, api_key)
+            yield obj
+            if obj.get("done"):
+                return
+        if chunk is None:
+            return
+
+
+def _parse_line(line: bytes, eof: bool, api_key: str) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        if eof:  # the connection closed in the middle of a line
+            raise BackendError(
+                ErrorKind.TRUNCATED, "the stream ended in the middle of a line"
+            ) from None
+        raise BackendError(ErrorKind.PROTOCOL, f"malformed stream line: {line[:120]!r}") from None
+    if not isinstance(obj, dict):
+        raise BackendError(ErrorKind.PROTOCOL, "stream line is not an object")
+    if obj.get("error"):
+        raise stream_error(obj, api_key)
+    return obj
+
+
+def _message_events(line: dict[str, Any], asm: ChannelAssembler) -> list[Reasoning | Answer]:
+    """The text of one line: thinking first, as a transition line can carry both."""
+    message = line.get("message")
+    if not isinstance(message, dict):
+        return []
+    out: list[Reasoning | Answer] = []
+    thinking = message.get("thinking")
+    if thinking and isinstance(thinking, str):
+        out = asm.reasoning(thinking)
+    content = message.get("content")
+    if content and isinstance(content, str):
+        out.extend(asm.content(content))
+    return out
+
+
 class OllamaBackend(HTTPBackend):
     """One Ollama server; share it (see `get_backend`), it pools connections and caches
     each model's capabilities."""
@@ -94,7 +145,7 @@ class OllamaBackend(HTTPBackend):
         self._version: tuple[float, str | None] | None = None
 
     def stream_chat(self, request: ChatRequest) -> AsyncIterator[Event]:
-        return self._stream(request)
+        return self._retrying(request)
 
     # --- metadata with caches ---
 
@@ -167,92 +218,30 @@ class OllamaBackend(HTTPBackend):
 
     # --- streaming ---
 
-    async def _stream(self, request: ChatRequest) -> AsyncIterator[Event]:
-        """Tries (see `HTTPBackend._retry_delay`) around one attempt each, all in this one
-        generator: every event passes a single generator between the socket and the caller."""
-        cfg = self.config
-        deadline = asyncio.get_running_loop().time() + cfg.total_timeout
-        failures = 0
-        while True:
-            text_sent = False
-            try:
-                body = await self.build_body(request)
-                asm = ChannelAssembler(request.model in cfg.assume_open_think)
-                response = await self._open("POST", "/api/chat", body, deadline)
-                done: dict[str, Any] | None = None
-                try:
-                    await self._raise_for_status(response, deadline)
-                    reader = NDJSONReader()
-                    timer = StreamTimer(cfg, deadline)
-                    stream = open_body(response, timer)
-                    try:
-                        while done is None:
-                            chunk = await stream.read()
-                            eof = chunk is None
-                            lines = reader.finish() if chunk is None else reader.feed(chunk)
-                            if lines:
-                                timer.data_seen()
-                            for line in lines:
-                                try:
-                                    obj = orjson.loads(line)
-                                except orjson.JSONDecodeError:
-                                    if eof:  # the connection closed in the middle of a line
-                                        raise BackendError(
-                                            ErrorKind.TRUNCATED,
-                                            "the stream ended in the middle of a line",
-                                        ) from None
-                                    raise BackendError(
-                                        ErrorKind.PROTOCOL, f"malformed stream line: {line[:120]!r}"
-                                    ) from None
-                                if not isinstance(obj, dict):
-                                    raise BackendError(
-                                        ErrorKind.PROTOCOL, "stream line is not an object"
-                                    )
-                                if obj.get("error"):
-                                    raise stream_error(obj, cfg.api_key)
-                                message = obj.get("message")
-                                if isinstance(message, dict):
-                                    # Thinking first: a transition line can carry both.
-                                    thinking = message.get("thinking")
-                                    if thinking and isinstance(thinking, str):
-                                        for event in asm.reasoning(thinking):
-                                            text_sent = True
-                                            yield event
-                                    content = message.get("content")
-                                    if content and isinstance(content, str):
-                                        for event in asm.content(content):
-                                            text_sent = True
-                                            yield event
-                                if obj.get("done"):
-                                    # The done line may carry the last text; it was handled above.
-                                    done = obj
-                                    break
-                            if eof and done is None:
-                                raise BackendError(
-                                    ErrorKind.TRUNCATED,
-                                    "the connection closed before the model finished",
-                                )
-                        if not eof:
-                            await stream.drain()
-                    finally:
-                        await stream.aclose()
-                finally:
-                    await response.aclose()
-                for event in asm.finish():
-                    text_sent = True
+    async def _attempt(self, request: ChatRequest, deadline: float) -> AsyncIterator[Event]:
+        """One try: send the question, read the answer up to its done line, then the
+        terminal events."""
+        body = await self.build_body(request)
+        asm = ChannelAssembler(request.model in self.config.assume_open_think)
+        async with self._exchange("POST", CHAT_PATH, body, deadline) as reader:
+            done: dict[str, Any] = {}
+            async for line in _lines(reader, self.config.api_key):
+                for event in _message_events(line, asm):  # the done line may carry text too
                     yield event
-                usage = usage_from(done)
-                if usage is not None:
-                    yield usage
-                reason = str(done.get("done_reason") or "stop")
-                if reason in ("load", "unload"):
-                    reason = "stop"
-                yield Finished(reason, reasoning_unterminated=asm.unterminated(reason))
-                return
-            except BackendError as exc:
-                failures += 1
-                delay = self._retry_delay(exc, failures, text_sent, deadline)
-            await asyncio.sleep(delay)
+                done = line
+            if not done.get("done"):
+                raise BackendError(
+                    ErrorKind.TRUNCATED, "the connection closed before the model finished"
+                )
+        for event in asm.finish():
+            yield event
+        usage = usage_from(done)
+        if usage is not None:
+            yield usage
+        reason = str(done.get("done_reason") or "stop")
+        if reason in ("load", "unload"):
+            reason = "stop"
+        yield Finished(reason, reasoning_unterminated=asm.unterminated(reason))
 
     # --- metadata ---
 

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,16 +26,15 @@ from .base import (
     Reasoning,
     Usage,
 )
-from .body import open_body
 from .retry import (
     HTTPBackend,
-    StreamTimer,
+    TimedBody,
     clean_history,
     error_message,
     name_always_thinks,
     stream_error,
 )
-from .streams import ChannelAssembler, SSEReader
+from .streams import ChannelAssembler, SSEEvent, SSEReader
 
 # After `finish_reason` only the usage chunk and `[DONE]` may follow. Some servers then send
 # keep-alives forever (DeepSeek's "complete message, never [DONE]"); the answer is complete,
@@ -44,6 +42,7 @@ from .streams import ChannelAssembler, SSEReader
 FINISH_GRACE = 2.0
 
 LEGACY_PAIR = ("deepseek-reasoner", "deepseek-chat")
+CHAT_PATH = "/chat/completions"
 
 # Finish reasons that mean the same thing under another name on some servers.
 _FINISH_ALIASES = {
@@ -127,16 +126,54 @@ def usage_from(raw: dict[str, Any]) -> Usage:
     )
 
 
-class _ChunkState:
-    """Per-stream interpretation of parsed chunks: text into events, usage, finish reason."""
+def _is_whole_json(body: TimedBody) -> bool:
+    """A server (or proxy) that ignored `stream: true`, or an error sent with status 200."""
+    return "application/json" in body.headers.get("content-type", "")
 
-    __slots__ = ("api_key", "asm", "finish", "usage")
+
+async def _read_json(body: TimedBody) -> Any:
+    try:
+        return orjson.loads(await body.read_all())
+    except orjson.JSONDecodeError:
+        raise BackendError(ErrorKind.PROTOCOL, "response is not JSON") from None
+
+
+class _ChunkState:
+    """Per-stream interpretation of SSE events and parsed chunks: text into events, usage,
+    finish reason, and whether the stream is over."""
+
+    __slots__ = ("api_key", "asm", "done", "finish", "usage")
 
     def __init__(self, assume_open: bool, api_key: str) -> None:
         self.asm = ChannelAssembler(assume_open)
         self.finish: str | None = None
         self.usage: dict[str, Any] | None = None
         self.api_key = api_key
+        self.done = False  # `[DONE]` or the end of the body came
+
+    def take(self, sse: SSEEvent, eof: bool) -> list[Reasoning | Answer]:
+        """The text events of one SSE event (`eof`: the body ended after its chunk)."""
+        if sse.kind == "done":
+            self.done = True
+            return []
+        if sse.kind == "error":
+            raise stream_error(_json_or_text(sse.data), self.api_key)
+        if not sse.data:
+            return []
+        return self.handle(_parse_event(sse.data, eof))
+
+    def body_ended(self) -> None:
+        """The body ended: complete if the model had finished, else cut off."""
+        if self.finish is None:
+            raise BackendError(
+                ErrorKind.TRUNCATED, "the connection closed before the model finished"
+            )
+        self.done = True
+
+    def answer_is_whole(self, exc: BackendError) -> bool:
+        """After the finish reason the answer is whole: a server that then hangs or drops the
+        connection has lost nothing but maybe the usage."""
+        return self.finish is not None and exc.kind in (ErrorKind.TIMEOUT, ErrorKind.TRUNCATED)
 
     def handle(self, obj: Any) -> list[Reasoning | Answer]:
         if not isinstance(obj, dict):
@@ -199,127 +236,66 @@ class _ChunkState:
         return Finished(reason, reasoning_unterminated=self.asm.unterminated(reason))
 
 
+def _json_or_text(data: str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return data
+
+
+def _parse_event(data: str, eof: bool) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        if eof:  # the connection closed in the middle of an event
+            raise BackendError(
+                ErrorKind.TRUNCATED, "the stream ended in the middle of an event"
+            ) from None
+        raise BackendError(ErrorKind.PROTOCOL, f"malformed stream event: {data[:120]!r}") from None
+
+
 class OpenAIBackend(HTTPBackend):
     """One OpenAI-compatible server; share it (see `get_backend`), it pools connections."""
 
     def stream_chat(self, request: ChatRequest) -> AsyncIterator[Event]:
-        return self._stream(request)
+        return self._retrying(request)
 
-    async def _stream(self, request: ChatRequest) -> AsyncIterator[Event]:
-        """Tries (see `HTTPBackend._retry_delay`) around one attempt each, all in this one
-        generator: every event passes a single generator between the socket and the caller."""
-        cfg = self.config
-        deadline = asyncio.get_running_loop().time() + cfg.total_timeout
-        failures = 0
-        while True:
-            text_sent = False
-            try:
-                body = build_body(request)
-                state = _ChunkState(request.model in cfg.assume_open_think, cfg.api_key)
-                response = await self._open("POST", "/chat/completions", body, deadline)
-                try:
-                    await self._raise_for_status(response, deadline)
-                    if "application/json" in response.headers.get("content-type", ""):
-                        # A server (or proxy) that ignored `stream: true`, or an error as 200.
-                        raw = await response.aread()
-                        try:
-                            obj = orjson.loads(raw)
-                        except orjson.JSONDecodeError:
-                            raise BackendError(ErrorKind.PROTOCOL, "response is not JSON") from None
-                        for event in state.handle(obj):
-                            text_sent = True
-                            yield event
-                        if state.finish is None:
-                            state.finish = "stop"
-                    else:
-                        # The SSE read loop is inline (no generator of its own).
-                        reader = SSEReader()
-                        timer = StreamTimer(cfg, deadline)
-                        stream = open_body(response, timer)
-                        handle = state.handle
-                        loads = orjson.loads
-                        reading = True
-                        try:
-                            while reading:
-                                try:
-                                    chunk = await stream.read()
-                                except BackendError as exc:
-                                    # After the finish reason the answer is whole; a server
-                                    # that then hangs or drops the connection has lost us
-                                    # nothing but maybe the usage.
-                                    if state.finish is not None and exc.kind in (
-                                        ErrorKind.TIMEOUT,
-                                        ErrorKind.TRUNCATED,
-                                    ):
-                                        break
-                                    raise
-                                eof = chunk is None
-                                sse_events = (
-                                    reader.finish() if chunk is None else reader.feed(chunk)
-                                )
-                                if sse_events:
-                                    timer.data_seen()
-                                    for sse in sse_events:
-                                        kind = sse.kind
-                                        if kind == "done":
-                                            if not eof:
-                                                await stream.drain()
-                                            reading = False
-                                            break
-                                        if kind == "error":
-                                            try:
-                                                payload: Any = loads(sse.data)
-                                            except orjson.JSONDecodeError:
-                                                payload = sse.data
-                                            raise stream_error(payload, cfg.api_key)
-                                        if not sse.data:
-                                            continue
-                                        try:
-                                            obj = loads(sse.data)
-                                        except orjson.JSONDecodeError:
-                                            # The connection closed in the middle of an event.
-                                            if eof:
-                                                raise BackendError(
-                                                    ErrorKind.TRUNCATED,
-                                                    "the stream ended in the middle of an event",
-                                                ) from None
-                                            raise BackendError(
-                                                ErrorKind.PROTOCOL,
-                                                f"malformed stream event: {sse.data[:120]!r}",
-                                            ) from None
-                                        had_finish = state.finish is not None
-                                        events = handle(obj)
-                                        if events:
-                                            text_sent = True
-                                            for event in events:
-                                                yield event
-                                        if not had_finish and state.finish is not None:
-                                            timer.cap = (
-                                                asyncio.get_running_loop().time() + FINISH_GRACE
-                                            )
-                                    if not reading:
-                                        break
-                                if eof:
-                                    if state.finish is None:
-                                        raise BackendError(
-                                            ErrorKind.TRUNCATED,
-                                            "the connection closed before the model finished",
-                                        )
-                                    break
-                        finally:
-                            await stream.aclose()
-                finally:
-                    await response.aclose()
-                for event in state.terminal():
-                    if type(event) is Reasoning or type(event) is Answer:
-                        text_sent = True
+    async def _attempt(self, request: ChatRequest, deadline: float) -> AsyncIterator[Event]:
+        """One try: send the question, read the answer, then the terminal events."""
+        state = _ChunkState(request.model in self.config.assume_open_think, self.config.api_key)
+        async with self._exchange("POST", CHAT_PATH, build_body(request), deadline) as body:
+            if _is_whole_json(body):
+                for event in state.handle(await _read_json(body)):
                     yield event
-                yield state.finished()
-                return
-            except BackendError as exc:
-                failures += 1
-                delay = self._retry_delay(exc, failures, text_sent, deadline)
-            await asyncio.sleep(delay)
+                state.finish = state.finish or "stop"
+            else:
+                async for event in self._read_sse(body, state):
+                    yield event
+        for event in state.terminal():
+            yield event
+        yield state.finished()
+
+    async def _read_sse(self, body: TimedBody, state: _ChunkState) -> AsyncIterator[Event]:
+        """The events of an SSE body, until `[DONE]` or its end."""
+        reader = SSEReader()
+        try:
+            while not state.done:
+                chunk = await body.read()
+                sse_events = reader.feed(chunk) if chunk is not None else reader.finish()
+                if sse_events:
+                    body.data_seen()
+                for sse in sse_events:
+                    for event in state.take(sse, eof=chunk is None):
+                        yield event
+                    if state.done:
+                        return
+                if chunk is None:
+                    state.body_ended()
+                elif state.finish is not None:
+                    body.grace(FINISH_GRACE)
+        except BackendError as exc:
+            if not state.answer_is_whole(exc):
+                raise
 
     # --- metadata ---
 

@@ -1,4 +1,4 @@
-"""What both HTTP backends share: the pooled client, timers, error mapping and the retry loop.
+"""What both HTTP backends share: the client, deadlines, error mapping and the retry loop.
 
 The protocol modules (`openai.py`, `ollama.py`) only build request bodies and turn parsed
 chunks into events; everything about connections, deadlines and trying again lives here so
@@ -14,21 +14,23 @@ import logging
 import random
 import re
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 
 from .base import (
     RETRYABLE_KINDS,
+    Answer,
     BackendConfig,
     BackendError,
     ErrorKind,
+    Event,
+    Reasoning,
 )
-
-if TYPE_CHECKING:
-    from . import http11
+from .client import Transport, make_client
 
 log = logging.getLogger("r1chat.backends")
 
@@ -37,10 +39,6 @@ log = logging.getLogger("r1chat.backends")
 MAX_ERROR_BODY = 64 * 1024
 # Timeout for small metadata requests (/models, /api/tags, /api/show, /version).
 META_TIMEOUT = 15.0
-# Idle keep-alive connections kept per backend: one per open chat tab that may ask it (`warm`)
-# and those its answers left, up to this many.
-MAX_IDLE_CONNECTIONS = 256
-KEEPALIVE_EXPIRY = 30.0  # seconds; a connection idle longer is closed, not reused
 
 
 # --- Errors ---------------------------------------------------------------------------------
@@ -122,6 +120,8 @@ def _text_of(body: str) -> str:
 
 def kind_for_status(status: int, message: str = "") -> ErrorKind:
     low = message.lower()
+    if status == 407:  # the proxy wants (other) credentials: no server was asked
+        return ErrorKind.UNREACHABLE
     if status in (401, 403):
         return ErrorKind.AUTH
     if status == 402:
@@ -137,7 +137,11 @@ def kind_for_status(status: int, message: str = "") -> ErrorKind:
         if "model" in low and ("not exist" in low or "not found" in low):
             return ErrorKind.MODEL_NOT_FOUND
         return ErrorKind.BAD_REQUEST
-    if status in (502, 503, 504):
+    if status in (502, 504):
+        # A proxy or gateway (nginx, a cloud load balancer) in front of the model server got
+        # no answer from it, or no answer in time: often an HTML page, not the server's own.
+        return ErrorKind.GATEWAY
+    if status == 503:
         return ErrorKind.OVERLOADED
     if status >= 500:
         return ErrorKind.SERVER
@@ -158,11 +162,17 @@ def error_from_response(
         message = _text_of(body.decode("utf-8", "replace")) or httpx.codes.get_reason_phrase(status)
     kind = kind_for_status(status, message)
     retry_after = parse_retry_after(headers.get("retry-after"))
+    detail = f"HTTP {status}: {message}"
+    if status == 407:
+        detail = f"cannot reach the server through the proxy: {detail}"
+    elif kind is ErrorKind.GATEWAY:
+        detail = f"{detail} (from a proxy or gateway in front of the model server)"
     return BackendError(
         kind,
-        redact(f"HTTP {status}: {message}", api_key),
+        redact(detail, api_key),
         status=status,
         retry_after=retry_after,
+        retryable=False if status == 407 else None,
     )
 
 
@@ -197,41 +207,107 @@ def backoff_delay(config: BackendConfig, failures: int, retry_after: float | Non
     return random.uniform(0.0, ceiling)
 
 
-# --- Timers ---------------------------------------------------------------------------------
+# --- Reading a body under deadlines ---------------------------------------------------------
 
 
-class StreamTimer:
-    """Idle, no-data and total deadlines around one response body.
+class TimedBody:
+    """A response body read chunk by chunk under the idle, no-data and total deadlines.
 
-    `body.RawBody` arms it only while waiting for bytes, never while the consumer holds an
-    event, so a slow consumer cannot trip it.
+    Each read waits under one `asyncio.timeout_at`, armed only while waiting for bytes, never
+    while the consumer holds an event: a slow consumer cannot trip it, and a deadline that
+    passes cancels only the read. Any byte re-arms the idle deadline; only `data_seen` (a data
+    event or line was parsed) re-arms the no-data one, so keep-alive comments do not count.
     """
 
-    __slots__ = ("_config", "_loop", "cap", "last_byte", "last_data", "total_deadline")
+    __slots__ = (
+        "_chunks",
+        "_config",
+        "_ended",
+        "_loop",
+        "cap",
+        "last_byte",
+        "last_data",
+        "response",
+        "total_deadline",
+    )
 
-    def __init__(self, config: BackendConfig, total_deadline: float) -> None:
+    def __init__(self, response: httpx.Response, config: BackendConfig, deadline: float) -> None:
+        self.response = response
         self._config = config
+        self._chunks = response.aiter_bytes()
         self._loop = asyncio.get_running_loop()
         now = self._loop.time()
         self.last_byte = now
         self.last_data = now
-        self.total_deadline = total_deadline
+        self.total_deadline = deadline
         self.cap: float | None = None  # an extra, shorter deadline (grace after the finish)
+        self._ended = False
+
+    @property
+    def headers(self) -> httpx.Headers:
+        return self.response.headers
 
     def data_seen(self) -> None:
         self.last_data = self.last_byte
 
-    def deadline(self) -> float:
-        """When waiting for the next byte must stop (loop time)."""
+    def grace(self, seconds: float) -> None:
+        """The answer is complete: wait at most `seconds` more for the rest of the body."""
+        cap = self._loop.time() + seconds
+        self.cap = cap if self.cap is None else min(cap, self.cap)
+
+    def _deadline(self) -> float:
         cfg = self._config
         deadline = min(
             self.last_byte + cfg.idle_timeout,
             self.last_data + cfg.no_data_timeout,
             self.total_deadline,
         )
-        if self.cap is not None and self.cap < deadline:
-            deadline = self.cap
-        return deadline
+        return deadline if self.cap is None else min(deadline, self.cap)
+
+    async def read(self) -> bytes | None:
+        """The next bytes of the body, or None at its clean end."""
+        if self._ended:
+            return None
+        try:
+            async with asyncio.timeout_at(self._deadline()):
+                chunk = await anext(self._chunks)
+        except StopAsyncIteration:
+            self._ended = True
+            return None
+        except TimeoutError:
+            raise self._timeout_error() from None
+        except httpx.TransportError as exc:
+            raise BackendError(
+                ErrorKind.TRUNCATED, f"connection lost mid-stream: {describe_transport(exc)}"
+            ) from None
+        self.last_byte = self._loop.time()
+        return chunk
+
+    async def read_all(self, limit: int | None = None) -> bytes:
+        """The rest of the body (at most about `limit` bytes)."""
+        parts: list[bytes] = []
+        size = 0
+        while (chunk := await self.read()) is not None:
+            parts.append(chunk)
+            size += len(chunk)
+            if limit is not None and size >= limit:
+                break
+        return b"".join(parts)
+
+    async def drain(self) -> None:
+        """Read what is left of a finished body (the chunked terminator) so the connection can
+        serve another request. Bounded in time and in reads: a server that keeps talking after
+        its terminal event is cut off (the connection is then closed, not reused)."""
+        self.grace(0.25)
+        with contextlib.suppress(BackendError):
+            for _ in range(4):
+                if await self.read() is None:
+                    return
+
+    async def aclose(self) -> None:
+        """Close the body: a body not read to its end closes its connection at once."""
+        await self._chunks.aclose()
+        await self.response.aclose()
 
     def _timeout_error(self) -> BackendError:
         cfg = self._config
@@ -247,7 +323,7 @@ class StreamTimer:
         return BackendError(ErrorKind.TIMEOUT, detail, retryable=True)
 
 
-def describe_transport(exc: Exception) -> str:
+def describe_transport(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return " ".join(text.split())[:200]
 
@@ -256,81 +332,89 @@ def describe_transport(exc: Exception) -> str:
 
 
 class HTTPBackend:
-    """The transport half of a backend: its connection pool (http11.py), retries, timers.
+    """The transport half of a backend: its httpx client, requests, and the retry policy.
 
-    Subclasses stream in one generator each (one hop per event), trying again as
-    `_retry_delay` decides: never once any text has been yielded, since a person has seen it and
-    a second answer must not be glued onto it.
+    Subclasses implement `_attempt(request, deadline)`, one try yielding events; `_retrying`
+    runs the tries as `_retry_delay` decides: never again once any text has been yielded,
+    since a person has seen it and a second answer must not be glued onto it.
     """
 
-    def __init__(self, config: BackendConfig) -> None:
+    def __init__(self, config: BackendConfig, *, transport: Transport = "aiohttp") -> None:
         self.config = config
         self.base_url = config.base_url.rstrip("/")
-        self._pool: http11.Pool | None = None
-        self._pool_loop: asyncio.AbstractEventLoop | None = None
-        self._head, self._json_head = _request_heads(config.api_key)
-        # Each endpoint's URL parsed once (parsing, with its IP-address check, was a tenth of
-        # the cost of sending a request).
-        self._urls: dict[str, httpx.URL] = {}
+        self.transport: Transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._urls: dict[str, httpx.URL] = {}  # each endpoint's URL, parsed once
 
-    # The pool belongs to the event loop that first used it (connections cannot move between
-    # loops). A server has one loop, so this is one pool per backend; a test run or a
+    # The client belongs to the event loop that first used it (connections cannot move
+    # between loops). A server has one loop, so this is one client per backend; a test or a
     # management command with a new loop gets a fresh one instead of a broken pool.
     @property
-    def pool(self) -> http11.Pool:
+    def client(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
-        if self._pool is None or self._pool_loop is not loop or self._pool.closed:
-            from . import http11
-
-            self._pool = http11.Pool(
-                None, max_idle=MAX_IDLE_CONNECTIONS, keepalive_expiry=KEEPALIVE_EXPIRY
-            )
-            self._pool_loop = loop
-        return self._pool
-
-    def tab_opened(self) -> None:
-        """A chat tab whose next question comes here opened: keep one more connection to the
-        server open and idle (`http11.Pool.expect`)."""
-        self._expect(1)
-
-    def tab_closed(self) -> None:
-        if self._pool is not None:
-            self._expect(-1)
-
-    def _expect(self, change: int) -> None:
-        url = self._urls.get("")
-        if url is None:
-            try:
-                url = self._urls[""] = httpx.URL(self.base_url)
-            except httpx.InvalidURL:
-                return  # a question says what is wrong with it
-        if url.scheme in ("http", "https") and url.host:
-            self.pool.expect(url, change)
+        if self._client is None or self._client_loop is not loop or self._client.is_closed:
+            self._client = make_client(self.config, self._url(""), self.transport)
+            self._client_loop = loop
+        return self._client
 
     async def aclose(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
+        client, self._client = self._client, None
+        if client is not None and not client.is_closed:
+            # RuntimeError: made on a loop that is gone; nothing is left to close.
+            with contextlib.suppress(RuntimeError):
+                await client.aclose()
 
     # --- requests ---
 
+    def _url(self, path: str) -> httpx.URL:
+        url = self._urls.get(path)
+        if url is None:
+            absolute = path.startswith(("http://", "https://"))
+            try:
+                url = httpx.URL(path if absolute else self.base_url + path)
+            except httpx.InvalidURL:
+                raise BackendError(
+                    ErrorKind.BAD_REQUEST, f"bad backend URL {self.base_url!r}"
+                ) from None
+            if url.scheme not in ("http", "https") or not url.host:
+                raise BackendError(ErrorKind.BAD_REQUEST, f"bad backend URL {self.base_url!r}")
+            if len(self._urls) < 32:
+                self._urls[path] = url
+        return url
+
     def _transport_error(self, exc: httpx.TransportError) -> BackendError:
+        """What went wrong before a response, in words; httpx_aiohttp keeps aiohttp's own
+        exception as the cause, which tells more than the httpx type it is mapped to."""
         where = self.base_url
-        if isinstance(exc, httpx.ConnectTimeout):
+        cause = exc.__cause__
+        if isinstance(cause, aiohttp.ClientHttpProxyError):
+            detail = f"cannot reach {where} through the proxy: {cause.status} {cause.message}"
+            if cause.status == 407:  # the proxy wants (other) credentials: no use trying again
+                return BackendError(
+                    ErrorKind.UNREACHABLE, redact(detail, self.config.api_key), retryable=False
+                )
+        elif isinstance(cause, aiohttp.ClientProxyConnectionError) or isinstance(
+            exc, httpx.ProxyError
+        ):
+            detail = f"cannot reach {where} through the proxy: {describe_transport(exc)}"
+        elif isinstance(cause, aiohttp.ConnectionTimeoutError) or (
+            cause is None and isinstance(exc, httpx.ConnectTimeout)
+        ):
             return BackendError(
                 ErrorKind.TIMEOUT,
                 f"connect timeout: {where} did not accept a connection within "
                 f"{self.config.connect_timeout:g} s",
                 retryable=True,
             )
-        if isinstance(exc, httpx.TimeoutException):
-            return BackendError(ErrorKind.TIMEOUT, f"{where}: {describe_transport(exc)}")
-        if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        elif isinstance(cause, aiohttp.ServerDisconnectedError) or (
+            cause is None and isinstance(exc, httpx.RemoteProtocolError)
+        ):
+            detail = f"{where} closed the connection without answering: {describe_transport(exc)}"
+        elif isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
             return BackendError(ErrorKind.BAD_REQUEST, f"bad backend URL {where!r}")
-        # Refused, reset before a response, DNS, TLS: the server cannot be talked to now.
-        if isinstance(exc, httpx.ProxyError):
-            detail = f"cannot reach {where} through the proxy: {exc}"
-        elif isinstance(exc, httpx.ConnectError):
+        elif isinstance(cause, aiohttp.ClientConnectorError) or isinstance(exc, httpx.ConnectError):
+            # Refused, DNS, TLS: the server cannot be talked to now.
             detail = (
                 f"cannot connect to {where} (is the server running?): {describe_transport(exc)}"
             )
@@ -340,36 +424,27 @@ class HTTPBackend:
 
     async def _open(
         self, method: str, path: str, body: dict[str, Any] | None, deadline: float
-    ) -> http11.Response:
-        """Send a request and return the streaming response once its headers arrived."""
-        if self._head is None or self._json_head is None:
+    ) -> httpx.Response:
+        """Send a request; the response once its headers arrived (its body not yet read)."""
+        if any(c in self.config.api_key for c in "\r\n\0"):
             raise BackendError(
                 ErrorKind.AUTH, "the API key has characters that cannot be sent in a header"
             )
-        url = self._urls.get(path)
-        if url is None:
-            absolute = path.startswith(("http://", "https://"))
-            url = httpx.URL(path if absolute else self.base_url + path)
-            if len(self._urls) < 32:
-                self._urls[path] = url
-        content = orjson.dumps(body) if body is not None else None
+        client = self.client
+        request = client.build_request(
+            method,
+            self._url(path),
+            content=orjson.dumps(body) if body is not None else None,
+            headers=JSON_BODY if body is not None else None,
+        )
         loop = asyncio.get_running_loop()
         # Waiting for the headers counts against the idle limit (no byte yet) and the total.
         header_deadline = min(
             deadline, loop.time() + self.config.connect_timeout + self.config.idle_timeout
         )
-        if url.scheme not in ("http", "https"):
-            raise BackendError(ErrorKind.BAD_REQUEST, f"bad backend URL {self.base_url!r}")
         try:
             async with asyncio.timeout_at(header_deadline):
-                return await self.pool.request(
-                    method.encode(),
-                    url,
-                    self._json_head if content is not None else self._head,
-                    content or b"",
-                    connect_timeout=self.config.connect_timeout,
-                    make_timer=lambda: StreamTimer(self.config, deadline),
-                )
+                return await client.send(request, stream=True)
         except TimeoutError:
             which = (
                 "total deadline"
@@ -380,20 +455,30 @@ class HTTPBackend:
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from None
 
-    async def _raise_for_status(self, response: http11.Response, deadline: float) -> None:
-        if response.status_code < 400:
-            return
-        body = b""
+    @contextlib.asynccontextmanager
+    async def _exchange(
+        self, method: str, path: str, body: dict[str, Any] | None, deadline: float
+    ) -> AsyncIterator[TimedBody]:
+        """One request: its successful response's body, drained afterwards so the connection
+        can be reused; an error status raises (`error_from_response`). Leaving early (an
+        error, a Stop) closes the connection at once."""
+        response = await self._open(method, path, body, deadline)
+        reader = TimedBody(response, self.config, deadline)
         try:
-            async with asyncio.timeout_at(
-                min(deadline, asyncio.get_running_loop().time() + META_TIMEOUT)
-            ):
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) >= MAX_ERROR_BODY:
-                        break
-        except (TimeoutError, httpx.TransportError, BackendError):
-            pass  # classify by status with whatever arrived
+            if response.status_code >= 400:
+                await self._raise_for_status(reader, deadline)
+            yield reader
+            await reader.drain()
+        finally:
+            await reader.aclose()
+
+    async def _raise_for_status(self, reader: TimedBody, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        reader.cap = min(deadline, loop.time() + META_TIMEOUT)
+        body = b""
+        with contextlib.suppress(BackendError):
+            body = await reader.read_all(MAX_ERROR_BODY)  # classify with whatever arrived
+        response = reader.response
         raise error_from_response(
             response.status_code, body[:MAX_ERROR_BODY], response.headers, self.config.api_key
         )
@@ -402,28 +487,46 @@ class HTTPBackend:
         self, path: str, body: dict[str, Any] | None = None, timeout: float = META_TIMEOUT
     ) -> Any:
         """A small metadata request (GET, or POST when `body` is given)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        response = await self._open("GET" if body is None else "POST", path, body, deadline)
-        try:
-            await self._raise_for_status(response, deadline)
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with self._exchange("GET" if body is None else "POST", path, body, deadline) as got:
             try:
-                async with asyncio.timeout_at(deadline):
-                    raw = await response.aread()
-            except TimeoutError:
-                raise BackendError(
-                    ErrorKind.TIMEOUT, f"{path} took longer than {timeout:g} s"
-                ) from None
-            except httpx.TransportError as exc:
-                raise self._transport_error(exc) from None
-        finally:
-            await response.aclose()
+                raw = await got.read_all()
+            except BackendError as exc:
+                if exc.kind is ErrorKind.TIMEOUT:
+                    raise BackendError(
+                        ErrorKind.TIMEOUT, f"{path} took longer than {timeout:g} s"
+                    ) from None
+                raise
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise BackendError(ErrorKind.PROTOCOL, f"{path} did not return JSON") from None
 
     # --- streaming with retries ---
+
+    def _attempt(self, request: Any, deadline: float) -> AsyncIterator[Event]:
+        """One try: send the request and yield its events (the protocol modules)."""
+        raise NotImplementedError
+
+    async def _retrying(self, request: Any) -> AsyncIterator[Event]:
+        """`_attempt` until one succeeds, as `_retry_delay` allows."""
+        deadline = asyncio.get_running_loop().time() + self.config.total_timeout
+        failures = 0
+        while True:
+            text_sent = False
+            try:
+                # aclosing: closing this generator (a Stop) closes the try's connection now,
+                # not when the garbage collector finds it.
+                async with contextlib.aclosing(self._attempt(request, deadline)) as events:
+                    async for event in events:
+                        if type(event) is Reasoning or type(event) is Answer:
+                            text_sent = True
+                        yield event
+                return
+            except BackendError as exc:
+                failures += 1
+                delay = self._retry_delay(exc, failures, text_sent, deadline)
+            await asyncio.sleep(delay)
 
     def _retry_delay(
         self, exc: BackendError, failures: int, text_sent: bool, deadline: float
@@ -448,22 +551,10 @@ class HTTPBackend:
         return delay
 
 
+JSON_BODY = {"Content-Type": "application/json"}
+
+
 # --- Shared request and model helpers -------------------------------------------------------
-
-
-def _request_heads(api_key: str) -> tuple[bytes | None, bytes | None]:
-    """The header lines of every direct request (http11.py), without and with a JSON body;
-    None if the API key cannot be sent as a header value."""
-    lines = "User-Agent: r1chat\r\nAccept: */*\r\nAccept-Encoding: identity\r\n"
-    if api_key:
-        if any(c in api_key for c in "\r\n\0") or not api_key.isprintable():
-            return None, None
-        lines += f"Authorization: Bearer {api_key}\r\n"
-    try:
-        head = lines.encode("ascii")
-    except UnicodeEncodeError:
-        return None, None
-    return head, head + b"Content-Type: application/json\r\n"
 
 
 def clean_history(messages: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -41,9 +41,10 @@ FAULTS = frozenset(
         "content_filter",
         "insufficient_system_resource",
         "http_error",
+        "no_response",
     }
 )
-HTTP_ERROR_STATUSES = frozenset({400, 401, 402, 404, 422, 429, 500, 502, 503})
+HTTP_ERROR_STATUSES = frozenset({400, 401, 402, 404, 422, 429, 500, 502, 503, 504})
 # "openai": {"error":{...}}; "string": {"error":"..."}; "object": {"object":"error",...};
 # "html": a proxy's HTML page. None picks the profile's own shape.
 ERROR_ENVELOPES = frozenset({"openai", "string", "object", "html"})

@@ -47,6 +47,8 @@ from .wire import (
 
 MAX_BODY = 10 * 1024 * 1024
 MAX_HEAD = 64 * 1024
+# Reply status of fault "no_response": the connection is closed instead of answering.
+NO_RESPONSE = 0
 _RESET_GRACE = 0.05  # let the client read the partial frames before the RST discards them
 _FAMILIES = {
     "deepseek-r1": ("qwen2", "8.2B"),
@@ -232,6 +234,13 @@ class _Connection:
         """Send `reply`; True if the connection can serve another request."""
         keep = request.headers.get("connection", "").lower() != "close"
         self.current = request
+        if reply.status == NO_RESPONSE:
+            # The request was read; the connection ends without a byte of answer, as when a
+            # server closes an idle keep-alive connection just as a request arrives on it.
+            self._finish(request, NO_RESPONSE)
+            self.closing = True
+            self.current = None
+            return False
         try:
             if reply.delay > 0 and not await self.pause_until(time.monotonic() + reply.delay):
                 return False
@@ -536,7 +545,7 @@ class Simulator:
         """(reasoning, answer) a correct client keeps, after §4.3's whitespace rules."""
         scenario = scenario or self.scenario
         protocol = self._protocol_for(scenario, path)
-        if scenario.fault == "http_error":
+        if scenario.fault in ("http_error", "no_response"):
             return ("", "")
         chat = _prepare(scenario, protocol, request_body or _default_body(protocol))
         if isinstance(chat, Reply):
@@ -637,6 +646,8 @@ class Simulator:
 
     def _chat_reply(self, scenario: Scenario, protocol: str, body: Any, fixed: bool) -> Reply:
         profile = profile_for(scenario, protocol)
+        if scenario.fault == "no_response" and not fixed:
+            return Reply(NO_RESPONSE, [])
         if scenario.fault == "http_error":
             return error_reply(
                 profile,

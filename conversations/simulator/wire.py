@@ -114,6 +114,7 @@ _REASONS = {
     501: "Not Implemented",
     502: "Bad Gateway",
     503: "Service Unavailable",
+    504: "Gateway Timeout",
 }
 
 
@@ -433,10 +434,10 @@ def build_plan(
         reasoning = reasoning[:max_tokens]
         answer = answer[: max(0, max_tokens - len(reasoning))]
     fault = scenario.fault
-    if fault == "http_error" or (
+    if fault in ("http_error", "no_response") or (
         protocol == "ollama" and fault in ("content_filter", "insufficient_system_resource")
     ):
-        fault = None  # HTTP errors never reach a plan; Ollama has no such finish reasons
+        fault = None  # these never reach a plan; Ollama has no such finish reasons
     at = max(0, scenario.fault_after_tokens)
     total = len(reasoning) + len(answer)
     kept_r, kept_a = reasoning, answer
