@@ -58,6 +58,7 @@ class Rendered:
 
     def __init__(self) -> None:
         self.parts: list[str] = []  # sent
+        self.size = 0  # characters sent
         self.pending: list[str] = []  # not sent yet
         self.renderer = IncrementalRenderer()
         self.tail_html = ""
@@ -74,6 +75,7 @@ class Rendered:
         text = "".join(self.pending)
         self.pending.clear()
         self.parts.append(text)
+        self.size += len(text)
         self.renderer.feed(text)
         append, self.tail_html = self.renderer.render()
         return text, append, self.tail_html
@@ -134,6 +136,9 @@ class GenerationRunner:
         self.answer = Rendered()
         self.reasoning = Rendered()
         self.remote_delta = RemoteDelta()
+        # How much of each text went to other processes (all of it with one process): what is
+        # stored while the answer runs is never ahead of what any tab was sent.
+        self.shared = (0, 0)
         self.phase = "waiting"
         self.usage: dict[str, Any] = {}
         self.finish_reason = ""
@@ -333,9 +338,12 @@ class GenerationRunner:
         await self.layer.group_send_local(self.group, frame)
         if self.remote:
             self.remote_delta.add(frame)
+        else:
+            self.shared = (self.answer.size, self.reasoning.size)
 
     async def _send_remote(self) -> None:
         frame = self.remote_delta.take()
+        self.shared = (self.answer.size, self.reasoning.size)
         if frame is not None:
             try:
                 await self.layer.group_send_remote(self.group, frame)
@@ -367,14 +375,17 @@ class GenerationRunner:
             # The text whose frames went out, not what waits for the next frame: stored text is
             # never ahead of what the tabs were sent. The rest goes with the next write.
             async with self.sending:
+                answer, reasoning = self.answer.text, self.reasoning.text
                 row = (
                     self.message.pk,
-                    self.answer.text,
-                    self.reasoning.text,
+                    answer[: self.shared[0]],
+                    reasoning[: self.shared[1]],
                     self.reasoning_started_at,
                     self.answer_started_at,
                 )
-                self.changed_since_persist = bool(self.answer.pending or self.reasoning.pending)
+                self.changed_since_persist = self.shared != (len(answer), len(reasoning)) or bool(
+                    self.answer.pending or self.reasoning.pending
+                )
             try:
                 await _store_progress(row)
             except Exception as exc:

@@ -178,7 +178,10 @@ class TeamChannelLayer(LocalChannelLayer):
             key: kwargs.pop(key) for key in ("capacity", "expiry", "group_expiry") if key in kwargs
         }
         super().__init__(**layer_options, **kwargs)
-        self.redis = RedisChannelLayer(hosts=_hosts(hosts), prefix=prefix, **layer_options)
+        self.make_redis = lambda: RedisChannelLayer(
+            hosts=_hosts(hosts), prefix=prefix, **layer_options
+        )
+        self.redis = self.make_redis()
         self.home: str | None = None  # this process's channel on Redis
         self.reader: asyncio.Task[None] | None = None
         self.remote_groups: dict[str, int] = {}  # group -> local members
@@ -186,7 +189,12 @@ class TeamChannelLayer(LocalChannelLayer):
 
     async def _home(self) -> str:
         loop = asyncio.get_running_loop()
-        if self.reader is None or self.reader.done() or self.reader.get_loop() is not loop:
+        if self.reader is not None and self.reader.get_loop() is not loop:
+            # Used from another event loop (a test, a management command): what belonged to
+            # the old one cannot be used from this one, so Redis is joined afresh.
+            self.redis, self.home, self.reader = self.make_redis(), None, None
+            self.remote_groups.clear()
+        if self.reader is None or self.reader.done():
             if self.home is None:
                 self.home = await self.redis.new_channel()
                 # (local channel names are derived from the home channel: see `send`)

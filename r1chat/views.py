@@ -21,18 +21,18 @@ async def _check_channel_layer() -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured")
-    # The default prefix: channels-redis pops a process's specific channels from one Redis queue
-    # per prefix under one lock, so a probe with its own prefix waited behind any open socket's
-    # blocking pop and timed out (503) on every process with a socket open. Through a group, as
-    # the chat's frames go: r1chat's Redis layer keeps a message to its own process's channel
-    # in the process, but asks Redis who is in a group.
+    # Through a group, as the chat's frames go: joining the group and sending to it reach Redis
+    # in team mode (r1chat.layers.TeamChannelLayer).
     channel = await layer.new_channel()
     group = f"healthz.{uuid.uuid4().hex}"
     probe = {"type": "healthz.probe", "token": uuid.uuid4().hex}
     await layer.group_add(group, channel)
     try:
         await layer.group_send(group, probe)
-        received = await asyncio.wait_for(layer.receive(channel), timeout=2)
+        async with asyncio.timeout(2):
+            received = await layer.receive(channel)
+            while received.get("type") != probe["type"]:  # (e.g. r1chat's `layer.down`)
+                received = await layer.receive(channel)
     finally:
         await layer.group_discard(group, channel)
     if received.get("token") != probe["token"]:
