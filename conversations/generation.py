@@ -2,10 +2,10 @@
 
 A runner is an asyncio task in the process that accepted the request. It reads the backend's
 events, coalesces them into frames for the conversation's channel-layer group (the first text at
-once, then at most one frame per FRAME_INTERVAL), renders the answer incrementally, persists the
-text at most once a second and at the end, and ends in exactly one terminal status. Tabs in any
-process reach it through the conversation's control group: ``generation.stop`` and
-``generation.snapshot_request``.
+once, then at most one frame per FRAME_INTERVAL), renders the answer and the reasoning with
+every frame, persists the text at most once a second and at the end, and ends in exactly one
+terminal status. Tabs in any process reach it through the conversation's control group:
+``generation.stop`` and ``generation.snapshot_request``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import time
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -37,7 +36,6 @@ from .rendering import IncrementalRenderer
 logger = logging.getLogger(__name__)
 
 FRAME_INTERVAL = float(getattr(settings, "R1CHAT_FRAME_INTERVAL", 0.04))
-RENDER_INTERVAL = 0.5  # answer HTML at most twice a second; every frame carries the text
 PERSIST_INTERVAL = 1.0
 # A runner's own message to its control channel that ends its listener (see _stop_listening).
 LISTENER_EXIT = "generation.listener_exit"
@@ -94,7 +92,9 @@ class GenerationRunner:
         self.renderer = IncrementalRenderer()
         self.unsent_append: list[str] = []
         self.tail_html = ""
-        self.last_render = 0.0
+        self.reasoning_renderer = IncrementalRenderer()
+        self.reasoning_unsent_append: list[str] = []
+        self.reasoning_tail_html = ""
         self.rendered_upto = 0  # flushed answer chars the renderer has been fed
         self.usage: dict[str, Any] = {}
         self.finish_reason = ""
@@ -260,6 +260,7 @@ class GenerationRunner:
                     logger.warning("could not send the last delta of %s", self.message_id)
             answer = "".join(self.answer_parts)
             html = self.renderer.finish()
+            reasoning_html = self.reasoning_renderer.finish()
             finished_at = _now()
             if self.reasoning_started_at and not self.reasoning_finished_at:
                 self.reasoning_finished_at = finished_at
@@ -291,6 +292,7 @@ class GenerationRunner:
                 "usage": self.usage,
                 "timings": self.message.timings(),
                 "html": html,
+                "reasoning_html": reasoning_html,
                 "finish_reason": self.finish_reason,
                 "reasoning_unterminated": self.reasoning_unterminated,
                 "error": {k: v for k, v in error.items() if k != "detail"} if error else None,
@@ -321,6 +323,7 @@ class GenerationRunner:
         self.pending_answer.clear()
         if reasoning:
             self.reasoning_parts.append(reasoning)
+            self.reasoning_renderer.feed(reasoning)
         if answer:
             self.answer_parts.append(answer)
             self.renderer.feed(answer)
@@ -331,7 +334,12 @@ class GenerationRunner:
         if append:
             self.unsent_append.append(append)
         self.tail_html = tail
-        self.last_render = time.monotonic()
+
+    def _render_reasoning(self) -> None:
+        append, tail = self.reasoning_renderer.render()
+        if append:
+            self.reasoning_unsent_append.append(append)
+        self.reasoning_tail_html = tail
 
     async def _send_delta(self, *, render: bool) -> None:
         reasoning, answer = self._last_moved or ("", "")
@@ -351,6 +359,11 @@ class GenerationRunner:
             frame["html_append"] = "".join(self.unsent_append)
             frame["html_tail"] = self.tail_html
             self.unsent_append.clear()
+        if render and (reasoning or self.reasoning_unsent_append):
+            self._render_reasoning()
+            frame["reasoning_html_append"] = "".join(self.reasoning_unsent_append)
+            frame["reasoning_html_tail"] = self.reasoning_tail_html
+            self.reasoning_unsent_append.clear()
         await self.layer.group_send(self.group, frame)
 
     async def _until_announced(self) -> None:
@@ -365,9 +378,8 @@ class GenerationRunner:
             self.dirty.clear()
             async with self.sending:
                 self._move_pending()
-                if self._last_moved or self.unsent_append:
-                    due = time.monotonic() - self.last_render >= RENDER_INTERVAL
-                    await self._send_delta(render=due)
+                if self._last_moved or self.unsent_append or self.reasoning_unsent_append:
+                    await self._send_delta(render=True)  # every frame the user sees is HTML
             await asyncio.sleep(FRAME_INTERVAL)
 
     async def _persister(self) -> None:
@@ -411,7 +423,10 @@ class GenerationRunner:
     def snapshot(self) -> dict[str, Any]:
         """Everything the frames up to `seq` carried, for a tab that (re)subscribes."""
         self._render()  # the tail as of now; new final blocks go out with the next delta
+        self._render_reasoning()
         unsent = sum(map(len, self.unsent_append))
+        reasoning_stable = self.reasoning_renderer.stable_html
+        reasoning_unsent = sum(map(len, self.reasoning_unsent_append))
         timings = {
             "first_reasoning": _since(self.message.created_at, self.reasoning_started_at),
             "first_answer": _since(self.message.created_at, self.answer_started_at),
@@ -427,6 +442,8 @@ class GenerationRunner:
             # last render finalised are not sent yet, so they belong to the replaceable tail.
             "html_stable": self.renderer.stable_html[: len(self.renderer.stable_html) - unsent],
             "html_tail": "".join(self.unsent_append) + self.tail_html,
+            "reasoning_html_stable": reasoning_stable[: len(reasoning_stable) - reasoning_unsent],
+            "reasoning_html_tail": "".join(self.reasoning_unsent_append) + self.reasoning_tail_html,
             "phase": self.phase,
             "status": "streaming",
             "timings": timings,

@@ -28,19 +28,23 @@ Server → client
 - ``message.updated {conversation, message}`` — a whole stored message, replacing what the tab
   shows (a resumed generation that ended before its snapshot arrived).
 - ``thread {conversation, messages}`` — the whole visible thread, after ``switch``.
-- ``generation.snapshot {message, seq, reasoning, answer, html, html_stable, html_tail, phase,
-  status, timings}`` — everything so far, for a tab that (re)subscribes mid-stream; live deltas
-  follow with ``seq`` greater than the snapshot's. ``html`` = ``html_stable`` + ``html_tail``:
-  the next delta's ``html_append`` goes after ``html_stable`` and its ``html_tail`` replaces
-  ``html_tail``.
-- ``generation.delta {message, seq, reasoning?, answer?, html_append?, html_tail?}`` — new
-  text since the previous delta (``seq`` increases by one per frame: a gap or repeat is a bug).
-  The first delta with ``answer`` marks the end of the reasoning phase.
-  ``html_append`` is final HTML to add to the rendered answer; ``html_tail`` replaces the
-  rendering of the still-open last block.
-- ``generation.done {message, seq, status, usage, timings, html, finish_reason,
-  reasoning_unterminated, error?}`` — the terminal frame: ``status`` is ``complete``,
-  ``stopped``, ``error`` or ``interrupted``; ``error`` is ``{code, message, retryable}``.
+- ``generation.snapshot {message, seq, reasoning, answer, html, html_stable, html_tail,
+  reasoning_html_stable, reasoning_html_tail, phase, status, timings}`` — everything so far,
+  for a tab that (re)subscribes mid-stream; live deltas follow with ``seq`` greater than the
+  snapshot's. ``html`` = ``html_stable`` + ``html_tail``: the next delta's ``html_append`` goes
+  after ``html_stable`` and its ``html_tail`` replaces ``html_tail``; the same for the
+  reasoning's ``reasoning_html_*``.
+- ``generation.delta {message, seq, reasoning?, answer?, html_append?, html_tail?,
+  reasoning_html_append?, reasoning_html_tail?}`` — new text since the previous delta (``seq``
+  increases by one per frame: a gap or repeat is a bug). The first delta with ``answer`` marks
+  the end of the reasoning phase. ``html_append`` is final HTML to add to the rendered answer;
+  ``html_tail`` replaces the rendering of the still-open last block; ``reasoning_html_*`` are
+  the same for the reasoning. A key that is absent means unchanged. The raw ``reasoning`` and
+  ``answer`` text is for bookkeeping (copy, lengths): what a tab shows is the HTML.
+- ``generation.done {message, seq, status, usage, timings, html, reasoning_html,
+  finish_reason, reasoning_unterminated, error?}`` — the terminal frame: ``html`` and
+  ``reasoning_html`` are the final renderings; ``status`` is ``complete``, ``stopped``,
+  ``error`` or ``interrupted``; ``error`` is ``{code, message, retryable}``.
 - ``error {code, detail, ref?}`` — a bad client frame; the socket stays open. ``ref`` echoes the
   frame's ``client_id`` when there was one.
 
