@@ -62,6 +62,7 @@ __all__ = [
     "IncrementalRenderer",
     "pygments_css",
     "render_markdown",
+    "render_partial",
     "render_plain_text",
 ]
 
@@ -459,6 +460,14 @@ def _render(text: str, *, streaming: bool = False) -> str:
 def render_markdown(text: str) -> str:
     """The sanitised HTML of a complete message."""
     return _render(_normalise(text))
+
+
+def render_partial(text: str) -> str:
+    """The sanitised HTML of a message still being written, as its live frames show it."""
+    renderer = IncrementalRenderer()
+    renderer.feed(text)
+    append_html, tail_html = renderer.render()
+    return append_html + tail_html
 
 
 def render_plain_text(text: str) -> str:
