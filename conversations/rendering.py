@@ -546,6 +546,7 @@ _TABLE_DELIMITER_PREFIX_RE = re.compile(r" {0,3}[-:| \t]*")
 _LINK_AT_END_RE = re.compile(r"\[([^\[\]\n]*)\]\([^()\s]*\Z")
 _BACKTICKS_RE = re.compile(r"`+")
 _INLINE_SPECIAL_RE = re.compile(r"[\\`$*_~]")
+_MAY_BE_OPEN_RE = re.compile(r"[\\`$*_~|\[]")  # what a tail's unfinished end may start with
 _AMOUNT_RE = re.compile(r"\$\d[\d.,]*(?:\s|\Z)")  # "$5 each" is an amount, not a formula
 _FENCE_OPENER_RE = re.compile(r"(`{3,}|~{3,})[^\n]*\n")
 _ASCII_PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
@@ -673,6 +674,14 @@ def _close_inline(src: str) -> str:
     return closed(src)
 
 
+def _line_offset(text: str, line: int) -> int:
+    """Offset in `text` of the start of line number `line` (0-based)."""
+    offset = 0
+    for _ in range(line):
+        offset = text.index("\n", offset) + 1
+    return offset
+
+
 def _safe_tail_source(text: str, tokens: list[Token]) -> str:
     """The tail's source with its unfinished end made renderable (the same text if it is not)."""
     last = next((t for t in reversed(tokens) if t.level == 0 and t.nesting >= 0), None)
@@ -681,11 +690,13 @@ def _safe_tail_source(text: str, tokens: list[Token]) -> str:
     if last.type == "paragraph_open" and last.map:
         # A table's header row (and the start of its delimiter row) is a paragraph until the
         # delimiter row is complete.
-        lines = text.rstrip("\n").split("\n")
-        first = last.map[0]
+        # (Only its last two lines are looked at: a frame costs no more for a longer paragraph.)
+        body = text.rstrip("\n")
+        lines = body.rsplit("\n", 2)
+        own = body.count("\n", _line_offset(body, last.map[0])) + 1  # the paragraph's lines
         drop = 0
         if (
-            len(lines) - 1 > first
+            own >= 2
             and _TABLE_ROW_RE.match(lines[-2])
             and _TABLE_DELIMITER_PREFIX_RE.fullmatch(lines[-1])
         ):
@@ -693,7 +704,8 @@ def _safe_tail_source(text: str, tokens: list[Token]) -> str:
         elif _TABLE_ROW_RE.match(lines[-1]):
             drop = 1
         if drop:
-            return "\n".join(lines[:-drop]) + ("\n" if len(lines) > drop else "")
+            kept = body.rsplit("\n", drop)[0] if body.count("\n") >= drop else ""
+            return kept + "\n" if kept else ""
     # The last inline text (a table pads a short row with empty cells after it).
     content = next(
         (t.content.rstrip() for t in reversed(tokens) if t.type == "inline" and t.content.strip()),
@@ -709,7 +721,7 @@ def _safe_tail_source(text: str, tokens: list[Token]) -> str:
 
 
 def _render_tail(text: str) -> tuple[str, list[Token]]:
-    """The sanitised HTML of an open tail, and its block-level tokens."""
+    """The sanitised HTML of an open tail, and the (block) tokens of its text."""
     if not text:
         return "", []
     env: dict[str, Any] = {"streaming": True}
@@ -717,12 +729,16 @@ def _render_tail(text: str) -> tuple[str, list[Token]]:
         start = text.rfind("\n") + 1
         if _MARKERS_ONLY_RE.fullmatch(text, start):
             text = text[:start]
-    # The block structure first (cheap): it says where the tail's unfinished end is. After a
-    # blank line nothing is unfinished: the last block renders as it will stay.
+    # After a blank line nothing is unfinished: the last block renders as it will stay. Nor
+    # can anything be unfinished in a last paragraph without a delimiter in it.
+    last_paragraph = text.rfind("\n\n") + 1
+    if _ENDS_BLANK_RE.search(text) or not _MAY_BE_OPEN_RE.search(text, last_paragraph):
+        tokens = _MD.parse(text, env)
+        return _sanitise(_MD.renderer.render(tokens, _MD.options, env)), tokens
+    # The block structure first (cheap): it says where the unfinished end is.
     blocks: list[Token] = []
     _MD.block.parse(text, _MD, env, blocks)
-    safe = text if _ENDS_BLANK_RE.search(text) else _safe_tail_source(text, blocks)
-    return _sanitise(_MD.render(safe, env)), blocks
+    return _sanitise(_MD.render(_safe_tail_source(text, blocks), env)), blocks
 
 
 class _OpenFence:
@@ -743,9 +759,7 @@ class _OpenFence:
         if last is None or last.type != "fence" or (last.meta or {}).get("closed"):
             return None
         assert last.map is not None
-        start = 0
-        for _ in range(last.map[0]):
-            start = text.index("\n", start) + 1
+        start = _line_offset(text, last.map[0])
         opener = _FENCE_OPENER_RE.match(text, start)
         if opener is None:  # indented (its lines lose that indent), or no code line yet
             return None
@@ -816,7 +830,11 @@ class IncrementalRenderer:
                 return "", tail
             self._fence = None
         append_html = ""
-        if "\n" in pending:
+        # A block can become final only when a line starts after it: not while the last line
+        # merely grows (whether it can start a block depends on its first character only).
+        previous = self._last_tail[0] if self._last_tail is not None else ""
+        new_line = previous.endswith("\n") or "\n" in pending[len(previous) :]
+        if new_line and "\n" in pending:
             self.parsed_chars += len(pending)
             cut = _find_boundary(pending)
             if cut:
