@@ -573,6 +573,7 @@ def _close_inline(src: str) -> str:
     """
     n = len(src)
     openers: list[list[Any]] = []  # unmatched emphasis runs: [char, count]
+    open_runs = dict.fromkeys("*_~", 0)  # how many of `openers` are of each char
 
     def closed(text: str, closer: str = "") -> str:
         if text.endswith("\\") and (len(text) - len(text.rstrip("\\"))) % 2:
@@ -629,7 +630,7 @@ def _close_inline(src: str) -> str:
                 if match and dollar_post(src, match.end() - 1):
                     i = match.end()
                     continue
-                if "$" not in src[i + 1 :] and not src[i + 1 : i + 2].isspace():
+                if src.find("$", i + 1) == -1 and not src[i + 1 : i + 2].isspace():
                     amount = _AMOUNT_RE.match(src, i)
                     if amount is None:
                         return opened(i, i + 1, "$")
@@ -649,21 +650,21 @@ def _close_inline(src: str) -> str:
                 can_close = right and (not left or _is_punct(nxt))
             else:
                 can_open, can_close = left, right
-            if can_close:
-                for k in range(len(openers) - 1, -1, -1):
-                    if openers[k][0] == ch:
-                        del openers[k + 1 :]
-                        while count and openers and openers[-1][0] == ch:
-                            used = 2 if count >= 2 and openers[-1][1] >= 2 else 1
-                            count -= used
-                            openers[-1][1] -= used
-                            if not openers[-1][1]:
-                                openers.pop()
-                        break
+            if can_close and open_runs[ch]:
+                # The nearest opener of the same char; the openers after it stay text.
+                while openers[-1][0] != ch:
+                    open_runs[openers.pop()[0]] -= 1
+                while count and openers and openers[-1][0] == ch:
+                    used = 2 if count >= 2 and openers[-1][1] >= 2 else 1
+                    count -= used
+                    openers[-1][1] -= used
+                    if not openers[-1][1]:
+                        open_runs[openers.pop()[0]] -= 1
             if count and j == n:
                 return closed(src[:i])  # a run with nothing after it yet: it may still open
             if count and can_open:
                 openers.append([ch, count])
+                open_runs[ch] += 1
             i = j
             continue
         special = _INLINE_SPECIAL_RE.search(src, i + 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 import re
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -409,6 +410,15 @@ def test_a_table_header_waits_for_its_delimiter_row() -> None:
     assert _tail("Intro\n\n| a | b |\n|---|-") == "<p>Intro</p>\n" + _tail("| a | b |\n|---|-")
     assert "<th>a</th>" in _tail("| a | b |\n|---|-")
     assert "<td>1</td>" in _tail("| a | b |\n|---|---|\n| 1")
+
+
+def test_closing_the_tail_stays_linear_on_many_delimiters() -> None:
+    # Many openers of one kind and closers of another: each closer used to search them all.
+    text = "_a " * 16_000 + "a* " * 16_000
+    started = time.perf_counter()
+    html = _tail(text)
+    assert time.perf_counter() - started < 5  # (quadratic: about 15 s here)
+    assert html.startswith("<p>") and "a*" in html
 
 
 class _VisibleText(HTMLParser):
