@@ -102,12 +102,15 @@ def _message(m: dict[str, Any], t: dict[str, str]) -> str:
         f'<span class="thinking-label">{_e(m["thinking_label"])}</span>'
         '<svg class="thinking-chevron" width="14" height="14" aria-hidden="true">'
         '<use href="#i-chevron"/></svg></summary>\n'
-        f'      <div class="thinking-text">{_e(m["reasoning"])}</div>\n'
+        # The reasoning's HTML, like the answer's, was sanitised when it was rendered.
+        '      <div class="thinking-text markdown">'
+        f'<div class="thinking-stable">{m["reasoning_html"]}</div>'
+        '<div class="thinking-tail"></div></div>\n'
         "    </details>\n"
         f'    <template class="msg-source">{_e(m["content"])}</template>\n'
         # The answer's HTML was sanitised once, when it was rendered (conversations/rendering).
         f'    <div class="answer markdown"><div class="answer-stable">{m["html"]}</div>'
-        '<div class="answer-tail"></div><span class="answer-pending"></span></div>\n'
+        '<div class="answer-tail"></div></div>\n'
         f'    <div class="typing" aria-hidden="true"{_hidden(m["typing"])}>'
         "<span></span><span></span><span></span></div>\n"
         f'    <p class="msg-notice"{_hidden(m["notice"])}>{_e(m["notice"])}</p>\n'

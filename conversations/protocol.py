@@ -39,7 +39,9 @@ Server → client
   still-open last block (every frame is rendered markdown, never raw text). A delta covers the
   frames ``from_seq`` (default ``seq``) to ``seq``; the server sends a tab each ``seq`` once, in
   order, and answers a gap (frames lost between processes) with a fresh snapshot.
-  The first delta with ``answer`` marks the end of the reasoning phase.
+  The first delta with ``answer`` marks the end of the reasoning phase. A key that is absent
+  means unchanged. The raw ``reasoning`` and ``answer`` text is for bookkeeping (copy,
+  lengths): what a tab shows is the HTML.
 - ``generation.done {message, seq, status, usage, timings, html, reasoning_html, finish_reason,
   reasoning_unterminated, error?}`` — the terminal frame: ``status`` is ``complete``,
   ``stopped``, ``error`` or ``interrupted``; ``error`` is ``{code, message, retryable}``.

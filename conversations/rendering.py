@@ -26,6 +26,9 @@ final block is rendered once, only the open tail is re-rendered. Concatenating t
 exactly ``render_markdown`` of the text, because nothing in this configuration looks across such
 a boundary: reference definitions are disabled, raw HTML is escaped, lists and block quotes close
 at a non-indented line after a blank line, and display math cannot contain a blank line.
+The open tail is provisional and shown at every frame, so its unfinished end is rendered as it
+will look rather than as source (see ``_render_tail``); an open code block at its end is shown
+from a scan of the lines that arrived, not parsed again per frame.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ __all__ = [
     "IncrementalRenderer",
     "pygments_css",
     "render_markdown",
+    "render_partial",
     "render_plain_text",
 ]
 
@@ -458,6 +462,14 @@ def render_markdown(text: str) -> str:
     return _render(_normalise(text))
 
 
+def render_partial(text: str) -> str:
+    """The sanitised HTML of a message still being written, as its live frames show it."""
+    renderer = IncrementalRenderer()
+    renderer.feed(text)
+    append_html, tail_html = renderer.render()
+    return append_html + tail_html
+
+
 def render_plain_text(text: str) -> str:
     """`text` escaped, as paragraphs split at blank lines with line breaks kept as <br>."""
     paragraphs = re.split(r"\n[ \t]*\n+", _normalise(text).strip("\n"))
@@ -511,10 +523,276 @@ def _find_boundary(text: str) -> int:
     return 0
 
 
+# --- The open tail, made safe to show at every frame ---------------------------------------
+#
+# The tail is provisional: it is replaced by the next frame and, once its block is final, by
+# that block's full render. What a reader must never see in it is markdown source for constructs
+# the renderer knows, which a text cut mid-construct would otherwise show: an unfinished last
+# line of block markers (`#`, `-`, `1.`, `>`, a fence's opening line) is held back until its
+# text arrives; a table's header row waits for its delimiter row; an unclosed inline construct
+# at the end (`**bol`, `` `co ``, `$x^`, `\\(a`, `$$` opening display math) is rendered as if
+# closed, and a delimiter run with nothing after it yet is held back. An open fenced code block
+# is shown as an escaped code block without parsing it again: once seen, only the lines that
+# arrived since the last frame are scanned for its closing line.
+
+# An unfinished last line of nothing but block markers: it shows as markup once its text comes.
+_MARKERS_ONLY_RE = re.compile(
+    r" {0,3}(?:(?:[-+*]|\d{1,9}[.)]|>)[ \t]+)*"
+    r"(?:#{1,6}|[-+*]|\d{1,9}[.)]|>|[-*_=]+|`{3,}[^`]*|~{3,}.*|\$\$|\\\[?)?[ \t]*"
+)
+_ENDS_BLANK_RE = re.compile(r"\n[ \t]*\n[ \t]*\Z")
+_TABLE_ROW_RE = re.compile(r" {0,3}\|")
+_TABLE_DELIMITER_PREFIX_RE = re.compile(r" {0,3}[-:| \t]*")
+_LINK_AT_END_RE = re.compile(r"\[([^\[\]\n]*)\]\([^()\s]*\Z")
+_BACKTICKS_RE = re.compile(r"`+")
+_INLINE_SPECIAL_RE = re.compile(r"[\\`$*_~]")
+_MAY_BE_OPEN_RE = re.compile(r"[\\`$*_~|\[]")  # what a tail's unfinished end may start with
+_AMOUNT_RE = re.compile(r"\$\d[\d.,]*(?:\s|\Z)")  # "$5 each" is an amount, not a formula
+_FENCE_OPENER_RE = re.compile(r"(`{3,}|~{3,})[^\n]*\n")
+_ASCII_PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+def _is_punct(ch: str) -> bool:
+    return ch in _ASCII_PUNCT or (ch != "" and not ch.isalnum() and not ch.isspace())
+
+
+def _flanking(prev: str, nxt: str) -> tuple[bool, bool]:
+    """(left-flanking, right-flanking) of a delimiter run between `prev` and `nxt` ("" = edge)."""
+    prev_space, next_space = prev == "" or prev.isspace(), nxt == "" or nxt.isspace()
+    left = not next_space and (not _is_punct(nxt) or prev_space or _is_punct(prev))
+    right = not prev_space and (not _is_punct(prev) or next_space or _is_punct(nxt))
+    return left, right
+
+
+def _close_inline(src: str) -> str:
+    """`src` (the inline text at the end of an open block) with its unfinished end closed.
+
+    Scans left to right like the inline rules (math, code spans and escapes first, then the
+    emphasis delimiters of CommonMark's flanking rules) and returns `src` with the constructs
+    still open at its end closed, or with an opener that has no text after it yet removed.
+    """
+    n = len(src)
+    openers: list[list[Any]] = []  # unmatched emphasis runs: [char, count]
+    open_runs = dict.fromkeys("*_~", 0)  # how many of `openers` are of each char
+
+    def closed(text: str, closer: str = "") -> str:
+        if text.endswith("\\") and (len(text) - len(text.rstrip("\\"))) % 2:
+            text = text[:-1]  # a lone trailing backslash would escape the closer
+        closers = "".join(ch * count for ch, count in reversed(openers))
+        if closer or closers:
+            text = text.rstrip()
+        return text + closer + closers
+
+    def opened(start: int, content: int, closer: str) -> str:
+        # A construct opened at `start` whose text begins at `content` has no closer yet.
+        text = src.rstrip()
+        for k in range(len(closer) - 1, 0, -1):
+            if text.endswith(closer[:k]):
+                text = text[:-k]  # the first half of the closer: the whole one follows
+                break
+        if not text[content:].strip():
+            return closed(src[:start])
+        return closed(text, closer)
+
+    i = 0
+    while i < n:
+        ch = src[i]
+        if ch == "\\":
+            if src.startswith(("\\(", "\\["), i):
+                closer = "\\)" if src[i + 1] == "(" else "\\]"
+                end = src.find(closer, i + 2)
+                if end == -1:
+                    return opened(i, i + 2, closer)
+                i = end + 2
+            else:
+                i += 2
+            continue
+        if ch == "`":
+            run = _BACKTICKS_RE.match(src, i)
+            assert run is not None
+            closing = next(
+                (m for m in _BACKTICKS_RE.finditer(src, run.end()) if len(m[0]) == len(run[0])),
+                None,
+            )
+            if closing is None:
+                return opened(i, run.end(), run[0])
+            i = closing.end()
+            continue
+        if ch == "$":
+            if src.startswith("$$", i):
+                end = src.find("$$", i + 2)
+                if end == -1:
+                    return opened(i, i + 2, "$$")
+                i = end + 2
+                continue
+            if dollar_pre(src, i):
+                match = _INLINE_DOLLAR.match(src, i) or _INLINE_DOLLAR_SINGLE.match(src, i)
+                if match and dollar_post(src, match.end() - 1):
+                    i = match.end()
+                    continue
+                if src.find("$", i + 1) == -1 and not src[i + 1 : i + 2].isspace():
+                    amount = _AMOUNT_RE.match(src, i)
+                    if amount is None:
+                        return opened(i, i + 1, "$")
+                    if amount.end() == n:
+                        return closed(src[:i])  # "$5" may yet be "$5 each" or "$5x$"
+            i += 1
+            continue
+        if ch in "*_~":
+            j = i
+            while j < n and src[j] == ch:
+                j += 1
+            count = j - i if ch != "~" else (j - i) // 2 * 2
+            prev, nxt = src[i - 1 : i], src[j : j + 1]
+            left, right = _flanking(prev, nxt)
+            if ch == "_":
+                can_open = left and (not right or _is_punct(prev))
+                can_close = right and (not left or _is_punct(nxt))
+            else:
+                can_open, can_close = left, right
+            if can_close and open_runs[ch]:
+                # The nearest opener of the same char; the openers after it stay text.
+                while openers[-1][0] != ch:
+                    open_runs[openers.pop()[0]] -= 1
+                while count and openers and openers[-1][0] == ch:
+                    used = 2 if count >= 2 and openers[-1][1] >= 2 else 1
+                    count -= used
+                    openers[-1][1] -= used
+                    if not openers[-1][1]:
+                        open_runs[openers.pop()[0]] -= 1
+            if count and j == n:
+                return closed(src[:i])  # a run with nothing after it yet: it may still open
+            if count and can_open:
+                openers.append([ch, count])
+                open_runs[ch] += 1
+            i = j
+            continue
+        special = _INLINE_SPECIAL_RE.search(src, i + 1)
+        i = special.start() if special else n
+    link = _LINK_AT_END_RE.search(src)
+    if link:
+        return closed(src[: link.start()] + link[1])  # a link whose address is coming
+    return closed(src)
+
+
+def _line_offset(text: str, line: int) -> int:
+    """Offset in `text` of the start of line number `line` (0-based)."""
+    offset = 0
+    for _ in range(line):
+        offset = text.index("\n", offset) + 1
+    return offset
+
+
+def _safe_tail_source(text: str, tokens: list[Token]) -> str:
+    """The tail's source with its unfinished end made renderable (the same text if it is not)."""
+    last = next((t for t in reversed(tokens) if t.level == 0 and t.nesting >= 0), None)
+    if last is None or last.type in ("fence", "code_block", "math_block", "hr"):
+        return text
+    if last.type == "paragraph_open" and last.map:
+        # A table's header row (and the start of its delimiter row) is a paragraph until the
+        # delimiter row is complete.
+        # (Only its last two lines are looked at: a frame costs no more for a longer paragraph.)
+        body = text.rstrip("\n")
+        lines = body.rsplit("\n", 2)
+        own = body.count("\n", _line_offset(body, last.map[0])) + 1  # the paragraph's lines
+        drop = 0
+        if (
+            own >= 2
+            and _TABLE_ROW_RE.match(lines[-2])
+            and _TABLE_DELIMITER_PREFIX_RE.fullmatch(lines[-1])
+        ):
+            drop = 2
+        elif _TABLE_ROW_RE.match(lines[-1]):
+            drop = 1
+        if drop:
+            kept = body.rsplit("\n", drop)[0] if body.count("\n") >= drop else ""
+            return kept + "\n" if kept else ""
+    # The last inline text (a table pads a short row with empty cells after it).
+    content = next(
+        (t.content.rstrip() for t in reversed(tokens) if t.type == "inline" and t.content.strip()),
+        "",
+    )
+    stripped = text.rstrip()
+    if not content or not stripped.endswith(content):
+        return text
+    fixed = _close_inline(content)
+    if fixed == content:
+        return text
+    return stripped[: len(stripped) - len(content)] + fixed
+
+
+def _render_tail(text: str) -> tuple[str, list[Token]]:
+    """The sanitised HTML of an open tail, and the (block) tokens of its text."""
+    if not text:
+        return "", []
+    env: dict[str, Any] = {"streaming": True}
+    if not text.endswith("\n"):
+        start = text.rfind("\n") + 1
+        if _MARKERS_ONLY_RE.fullmatch(text, start):
+            text = text[:start]
+    # After a blank line nothing is unfinished: the last block renders as it will stay. Nor
+    # can anything be unfinished in a last paragraph without a delimiter in it.
+    last_paragraph = text.rfind("\n\n") + 1
+    if _ENDS_BLANK_RE.search(text) or not _MAY_BE_OPEN_RE.search(text, last_paragraph):
+        tokens = _MD.parse(text, env)
+        return _sanitise(_MD.renderer.render(tokens, _MD.options, env)), tokens
+    # The block structure first (cheap): it says where the unfinished end is.
+    blocks: list[Token] = []
+    _MD.block.parse(text, _MD, env, blocks)
+    return _sanitise(_MD.render(_safe_tail_source(text, blocks), env)), blocks
+
+
+class _OpenFence:
+    """A top-level fenced code block still open at the end of the tail."""
+
+    def __init__(self, start: int, content: int, marker: str, lang: str, head_html: str) -> None:
+        self.start = start  # offset of its opening line in the pending text
+        self.content = content  # offset of its first code line
+        self.scanned = content  # complete lines before this offset hold no closing line
+        self.closer = re.compile(rf"^ {{0,3}}{re.escape(marker[0])}{{{len(marker)},}}[ \t]*$", re.M)
+        self.partial_closer = re.compile(rf" {{0,3}}{re.escape(marker[0])}*[ \t]*")
+        self.lang = lang
+        self.head_html = head_html  # the blocks before it, rendered once
+
+    @classmethod
+    def at_end(cls, text: str, tokens: list[Token]) -> _OpenFence | None:
+        last = next((t for t in reversed(tokens) if t.level == 0 and t.nesting >= 0), None)
+        if last is None or last.type != "fence" or (last.meta or {}).get("closed"):
+            return None
+        assert last.map is not None
+        start = _line_offset(text, last.map[0])
+        opener = _FENCE_OPENER_RE.match(text, start)
+        if opener is None:  # indented (its lines lose that indent), or no code line yet
+            return None
+        info = unescapeAll(last.info).strip() if last.info else ""
+        lang = info.split(maxsplit=1)[0] if info else ""
+        head_html = _render(text[:start], streaming=True)
+        return cls(start, opener.end(), opener[1], lang, head_html)
+
+    def still_open(self, text: str) -> bool:
+        """Whether no line since the last call closes it (scans only those lines)."""
+        end = text.rfind("\n") + 1
+        if end > self.scanned:
+            if self.closer.search(text, self.scanned, end):
+                return False
+            self.scanned = end
+        return True
+
+    def html(self, text: str) -> str:
+        code = text[self.content :]
+        last_line = code.rfind("\n") + 1
+        if last_line < len(code) and self.partial_closer.fullmatch(code, last_line):
+            code = code[:last_line]  # maybe the start of the closing line
+        return self.head_html + _sanitise(
+            _uncached_code_block_html(code, self.lang, highlight_code=False)
+        )
+
+
 class IncrementalRenderer:
     """Renders one streaming message: final blocks once, the open last block on each call.
 
-    Invariant: ``stable_html`` + the latest tail is the message so far; every ``append_html``
+    Invariant: ``stable_html`` + the latest tail is the message so far, with the tail's
+    unfinished end shown as it will look (see ``_render_tail``); every ``append_html``
     returned by ``render()`` concatenated in order is ``stable_html``; and ``finish()`` equals
     ``render_markdown`` of everything fed.
     """
@@ -523,6 +801,8 @@ class IncrementalRenderer:
         self.stable_html = ""
         self._pending = ""  # normalised text not yet final (starts at a line start)
         self._held_cr = False  # a trailing "\r" may be the first half of "\r\n"
+        self._fence: _OpenFence | None = None
+        self._last_tail: tuple[str, str] | None = None  # (pending, its tail HTML)
         # Work counters for tests and benchmarks: characters handed to the parser.
         self.parsed_chars = 0
         self.finalised_chars = 0
@@ -541,18 +821,36 @@ class IncrementalRenderer:
 
     def render(self) -> tuple[str, str]:
         """(HTML of blocks that became final since the last call, HTML of the open tail)."""
+        pending = self._pending
+        if self._last_tail is not None and self._last_tail[0] == pending:
+            return "", self._last_tail[1]
+        if self._fence is not None:
+            if self._fence.still_open(pending):
+                tail = self._fence.html(pending)
+                self._last_tail = (pending, tail)
+                return "", tail
+            self._fence = None
         append_html = ""
-        if "\n" in self._pending:
-            self.parsed_chars += len(self._pending)
-            cut = _find_boundary(self._pending)
+        # A block can become final only when a line starts after it: not while the last line
+        # merely grows (whether it can start a block depends on its first character only).
+        previous = self._last_tail[0] if self._last_tail is not None else ""
+        new_line = previous.endswith("\n") or "\n" in pending[len(previous) :]
+        if new_line and "\n" in pending:
+            self.parsed_chars += len(pending)
+            cut = _find_boundary(pending)
             if cut:
-                chunk, self._pending = self._pending[:cut], self._pending[cut:]
+                chunk, self._pending = pending[:cut], pending[cut:]
                 self.parsed_chars += len(chunk)
                 self.finalised_chars += len(chunk)
                 append_html = _render(chunk)
                 self.stable_html += append_html
         self.parsed_chars += len(self._pending)
-        return append_html, _render(self._pending, streaming=True)
+        tail, tokens = _render_tail(self._pending)
+        self._fence = _OpenFence.at_end(self._pending, tokens)
+        if self._fence is not None:
+            tail = self._fence.html(self._pending)  # as every later frame will show it
+        self._last_tail = (self._pending, tail)
+        return append_html, tail
 
     def finish(self) -> str:
         """The full final HTML (equal to ``render_markdown`` of all the text fed)."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from .errors import describe_error
 from .models import Conversation, Message
-from .rendering import render_markdown
+from .rendering import render_markdown, render_partial
 
 # Fields a thread needs; `html` is the cached rendering, so opening a conversation renders
 # nothing that was rendered before.
@@ -15,7 +15,8 @@ THREAD_FIELDS = (
     "id", "uuid", "parent_id", "role", "content", "reasoning", "status", "error_code",
     "finish_reason", "reasoning_unterminated", "backend_name", "model", "deep_think",
     "usage", "created_at", "reasoning_started_at", "reasoning_finished_at",
-    "answer_started_at", "finished_at", "heartbeat_at", "html", "conversation_id",
+    "answer_started_at", "finished_at", "heartbeat_at", "html", "reasoning_html",
+    "conversation_id",
 )  # fmt: skip
 
 
@@ -64,11 +65,16 @@ def thread_messages(conversation: Conversation, tree: Tree | None = None) -> lis
 def serialize_message(message: Message, siblings: list[Message] | None = None) -> dict[str, Any]:
     """A message as the page and the frames carry it (msgpack-safe: no datetimes)."""
     siblings = siblings or [message]
-    if message.role == Message.Role.ASSISTANT and not message.html and message.content:
-        message.html = render_markdown(message.content)
     status = message.status
     if message.is_stale:
         status = Message.Status.INTERRUPTED  # the sweeper will store it; show it at once
+    # A message still being written shows its unfinished end as the live frames do.
+    render = render_partial if status == Message.Status.STREAMING else render_markdown
+    html = message.html
+    if message.role == Message.Role.ASSISTANT and not html and message.content:
+        html = render(message.content)
+        if status != Message.Status.STREAMING:
+            message.html = html
     data: dict[str, Any] = {
         "id": str(message.uuid),
         "parent": None,
@@ -85,8 +91,10 @@ def serialize_message(message: Message, siblings: list[Message] | None = None) -
     if message.role == Message.Role.ASSISTANT:
         data.update(
             {
-                "html": message.html,
+                "html": html,
                 "reasoning": message.reasoning,
+                # (cached when the answer ends; rendered here for answers from before that)
+                "reasoning_html": message.reasoning_html or render(message.reasoning or ""),
                 "model": message.model,
                 "backend": message.backend_name,
                 "deep_think": message.deep_think,

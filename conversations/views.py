@@ -242,6 +242,7 @@ def _for_template(message: dict[str, Any]) -> dict[str, Any]:
     if message["role"] != Message.Role.ASSISTANT:
         return message
     message.setdefault("reasoning", "")
+    message.setdefault("reasoning_html", "")
     message.setdefault("html", "")
     message.setdefault("error", None)
     message.setdefault("rating", None)  # the user's thumbs: "up", "down" or None

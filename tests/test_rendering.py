@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import random
 import re
+import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -12,10 +14,12 @@ import pytest
 from conversations.rendering import (
     _MD,
     IncrementalRenderer,
+    _render,
     pygments_css,
     render_markdown,
     render_plain_text,
 )
+from conversations.simulator import MARKDOWN_SCRIPT
 
 CSS_PATH = Path(__file__).resolve().parent.parent / "static" / "css" / "markdown.css"
 
@@ -244,12 +248,14 @@ def test_streamed_html_matches_the_full_render(seed: int) -> None:
     checked = 0
     for blocks in _docs():
         text = "\n\n".join(blocks) + "\n"
+        # After a blank line the tail is exactly what it will be; before one, its unfinished end
+        # is shown as it may still turn out (see the tail tests below) and finish() is final.
         boundaries = {"\n\n".join(blocks[:k]) + "\n\n" for k in range(1, len(blocks))}
-        boundaries.add(text)
         full = render_markdown(text)
         renderer = IncrementalRenderer()
         appended, so_far = "", ""
-        pieces = _stream(text, rng, rng.choice([1, 3, 17, 80]), {len(b) for b in boundaries})
+        cuts = {len(b) for b in boundaries} | {len(text)}
+        pieces = _stream(text, rng, rng.choice([1, 3, 17, 80]), cuts)
         for piece in pieces:
             renderer.feed(piece)
             so_far += piece
@@ -263,7 +269,7 @@ def test_streamed_html_matches_the_full_render(seed: int) -> None:
                 assert appended + tail_html == render_markdown(so_far), (blocks, so_far)
                 checked += 1
         assert renderer.finish() == full, blocks
-    assert checked >= sum(len(blocks) for blocks in _docs())
+    assert checked >= sum(len(blocks) - 1 for blocks in _docs())
 
 
 def test_streamed_html_matches_at_every_block_boundary() -> None:
@@ -272,12 +278,12 @@ def test_streamed_html_matches_at_every_block_boundary() -> None:
         renderer = IncrementalRenderer()
         appended = ""
         for k, block in enumerate(blocks):
-            renderer.feed(block + ("\n\n" if k < len(blocks) - 1 else "\n"))
+            renderer.feed(block + "\n\n")
             append_html, tail_html = renderer.render()
             appended += append_html
-            so_far = "\n\n".join(blocks[: k + 1]) + ("\n\n" if k < len(blocks) - 1 else "\n")
+            so_far = "\n\n".join(blocks[: k + 1]) + "\n\n"
             assert appended + tail_html == render_markdown(so_far), blocks[: k + 1]
-        assert renderer.finish() == render_markdown(text)
+        assert renderer.finish() == render_markdown(text + "\n")
 
 
 def test_blocks_become_final_once_the_next_block_starts() -> None:
@@ -310,6 +316,192 @@ def test_an_unfinished_fence_is_plain_in_the_tail_until_it_closes() -> None:
     append_html, tail_html = renderer.render()
     assert '<span class="k">def</span>' in append_html
     assert tail_html == "<p>Done.</p>\n"
+
+
+# --- The open tail at every frame ---------------------------------------------------------------
+
+
+def _tail(text: str) -> str:
+    renderer = IncrementalRenderer()
+    renderer.feed(text)
+    append_html, tail_html = renderer.render()
+    return append_html + tail_html
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("Say **bol", "<p>Say <strong>bol</strong></p>\n"),
+        ("Say __bol", "<p>Say <strong>bol</strong></p>\n"),
+        ("Say *ital", "<p>Say <em>ital</em></p>\n"),
+        ("Say ~~gone", "<p>Say <s>gone</s></p>\n"),
+        ("Say **bold and *both", "<p>Say <strong>bold and <em>both</em></strong></p>\n"),
+        ("Say **bold text ", "<p>Say <strong>bold text</strong></p>\n"),
+        ("Call `co", "<p>Call <code>co</code></p>\n"),
+        ("Call ``a ` b", "<p>Call <code>a ` b</code></p>\n"),
+        (
+            "- **E** is **ener",
+            "<ul>\n<li><strong>E</strong> is <strong>ener</strong></li>\n</ul>\n",
+        ),
+        ("## Title **bo", "<h2>Title <strong>bo</strong></h2>\n"),
+        ("See [the docs](https://exa", "<p>See the docs</p>\n"),
+    ],
+)
+def test_an_unclosed_inline_construct_at_the_end_shows_as_if_closed(text: str, shown: str) -> None:
+    assert _tail(text) == shown
+    # After a blank line nothing can close it any more: it shows as it will stay.
+    assert _tail(text + "\n\n") == render_markdown(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "tex"),
+    [
+        ("Then $x^2 + y", "x^2 + y"),
+        ("Then \\(a+b", "a+b"),
+        ("Then \\[a+b", "a+b"),
+        ("Then $$a+b", "a+b"),
+        ("$$\nE = mc^2", "E = mc^2"),
+        ("\\[\n\\int_0^1 x", "\\int_0^1 x"),
+    ],
+)
+def test_unclosed_math_shows_as_math(text: str, tex: str) -> None:
+    html = _tail(text)
+    assert f'<annotation encoding="application/x-tex">{tex}</annotation>' in html
+    assert "$" not in html.split("<math", 1)[0]
+    assert "\\(" not in html and "\\[" not in html.split("<annotation", 1)[0]
+
+
+def test_unfinished_math_that_cannot_convert_yet_is_code_not_dollars() -> None:
+    assert _tail("we have $x^") == '<p>we have <code class="math-error">x^</code></p>\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("Text **", "<p>Text</p>\n"),
+        ("Text __", "<p>Text</p>\n"),
+        ("Text `", "<p>Text</p>\n"),
+        ("Text $", "<p>Text</p>\n"),
+        ("Text $$", "<p>Text</p>\n"),
+        ("Text \\(", "<p>Text</p>\n"),
+        ("Text \\", "<p>Text</p>\n"),
+    ],
+)
+def test_a_delimiter_with_nothing_after_it_yet_is_held_back(text: str, shown: str) -> None:
+    assert _tail(text) == shown
+
+
+@pytest.mark.parametrize(
+    "text", ["#", "##", "### ", "-", "- ", "1.", "> ", "- ##", "**", "```pyth", "~~~", "$$", "\\["]
+)
+def test_a_line_of_block_markers_without_text_yet_is_not_shown(text: str) -> None:
+    assert _tail(text) == ""
+    assert _tail("Para\n" + text) == "<p>Para</p>\n"
+
+
+def test_an_amount_in_dollars_waits_for_the_next_character() -> None:
+    assert _tail("It costs $5") == "<p>It costs</p>\n"  # "$5x$" would be a formula
+    assert _tail("It costs $5 and $6 each") == "<p>It costs $5 and $6 each</p>\n"
+
+
+def test_a_table_header_waits_for_its_delimiter_row() -> None:
+    assert _tail("| a | b |") == ""
+    assert _tail("| a | b |\n|--") == ""
+    assert _tail("Intro\n\n| a | b |\n|---|-") == "<p>Intro</p>\n" + _tail("| a | b |\n|---|-")
+    assert "<th>a</th>" in _tail("| a | b |\n|---|-")
+    assert "<td>1</td>" in _tail("| a | b |\n|---|---|\n| 1")
+
+
+def test_closing_the_tail_stays_linear_on_many_delimiters() -> None:
+    # Many openers of one kind and closers of another: each closer used to search them all.
+    text = "_a " * 16_000 + "a* " * 16_000
+    started = time.perf_counter()
+    html = _tail(text)
+    assert time.perf_counter() - started < 5  # (quadratic: about 15 s here)
+    assert html.startswith("<p>") and "a*" in html
+
+
+class _VisibleText(HTMLParser):
+    """The text a reader sees outside code and math, and the text inside code blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prose: list[str] = []
+        self.code: list[str] = []
+        self._inside: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("code", "annotation", "button"):
+            self._inside.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._inside and self._inside[-1] == tag:
+            self._inside.pop()
+
+    def handle_data(self, data: str) -> None:
+        (self.code if self._inside else self.prose).append(data)
+
+
+def _visible(html: str) -> tuple[str, str]:
+    parser = _VisibleText()
+    parser.feed(html)
+    return "".join(parser.prose), "".join(parser.code)
+
+
+@pytest.mark.parametrize("part", ["answer", "reasoning"])
+def test_no_prefix_of_a_markdown_heavy_text_shows_markdown_source(part: str) -> None:
+    text = getattr(MARKDOWN_SCRIPT, part)
+    prose, code = _visible(render_markdown(text))
+    markers = ["*", "_", "#", "$", "`", "|", "\\(", "\\[", "~"]
+    assert not [m for m in markers if m in prose]  # (the final text has none outside code)
+    renderer = IncrementalRenderer()
+    stable, open_fence_frames = "", 0
+    for ch in text:
+        renderer.feed(ch)
+        append_html, tail_html = renderer.render()
+        stable += append_html
+        prose, code = _visible(stable + tail_html)
+        assert not [m for m in markers if m in prose], (renderer._pending, tail_html)
+        assert "``" not in code, (renderer._pending, tail_html)
+        pending = renderer._pending
+        if "```python\n" in pending and pending.count("```") == 1 and not pending.endswith("\n"):
+            assert '<pre class="highlight"><code>' in tail_html
+            open_fence_frames += 1
+    assert open_fence_frames > 40
+    assert renderer.finish() == render_markdown(text)
+
+
+def test_an_open_fence_is_an_escaped_code_block_at_every_frame() -> None:
+    code = "".join(f"line_{i} = '<b>' if x < {i} else '~~'\n" for i in range(40))
+    text = "Intro:\n```python\n" + code + "```\n\nAfter"
+    renderer = IncrementalRenderer()
+    for i, ch in enumerate(text):
+        renderer.feed(ch)
+        _, tail_html = renderer.render()
+        so_far = text[: i + 1]
+        if so_far.count("```") == 1 and so_far.endswith("\n") and "```python\n" in so_far:
+            # Exactly the streaming render of the text so far, without re-parsing the code.
+            assert tail_html == _render(so_far, streaming=True)
+            assert "<span class=" not in tail_html.split("<pre", 1)[1]
+        if "```python\n" in so_far and so_far.count("```") == 1:
+            assert '<pre class="highlight"><code>' in tail_html
+            assert "`" not in tail_html  # not even the start of the closing line
+    assert renderer.finish() == render_markdown(text)
+
+
+def test_an_open_fence_is_scanned_not_parsed_again_each_frame() -> None:
+    renderer = IncrementalRenderer()
+    renderer.feed("```python\nx = 1\n")
+    renderer.render()
+    before = renderer.parsed_chars
+    for i in range(200):
+        renderer.feed(f"value_{i} = compute(value_{i - 1}, {i})  # step {i}\n")
+        _, tail_html = renderer.render()
+    assert renderer.parsed_chars == before  # the 200 lines were never handed to the parser
+    assert "value_199 = compute(value_198, 199)" in tail_html
+    renderer.feed("```\n")
+    _, tail_html = renderer.render()
+    assert '<span class="n">value_199</span>' in tail_html  # closed: parsed and highlighted
 
 
 def test_finish_renders_an_unclosed_fence_like_render_markdown() -> None:

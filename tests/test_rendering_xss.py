@@ -137,14 +137,18 @@ def test_model_output_payload_is_inert(payload: str) -> None:
 
 @pytest.mark.parametrize("payload", PAYLOADS)
 def test_payload_is_inert_at_every_point_of_the_stream(payload: str) -> None:
-    text = f"Intro {payload}\n\n{payload}\n\nEnd"
-    renderer = IncrementalRenderer()
-    for ch in text:
-        renderer.feed(ch)
-        append_html, tail_html = renderer.render()
-        assert_inert(append_html)
-        assert_inert(renderer.stable_html + tail_html)
-    assert_inert(renderer.finish())
+    # Also inside an open code block and unclosed inline constructs (the tail's own paths).
+    for text in (
+        f"Intro {payload}\n\n{payload}\n\nEnd",
+        f"Code:\n```html\n{payload}\n```\n\n**{payload} `{payload} $x {payload} [a]({payload}",
+    ):
+        renderer = IncrementalRenderer()
+        for ch in text:
+            renderer.feed(ch)
+            append_html, tail_html = renderer.render()
+            assert_inert(append_html)
+            assert_inert(renderer.stable_html + tail_html)
+        assert_inert(renderer.finish())
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)

@@ -67,7 +67,8 @@ def test_the_conversation_page_prerenders_the_thread(alice_client):
     response = client.get(reverse("conversation-detail", args=[conv.uuid]))
     assert response.status_code == 200
     html = response.content.decode()
-    # The user's text and the reasoning are escaped text; the answer is the server's HTML.
+    # The user's text is escaped text; the reasoning and the answer are the server's HTML (in
+    # which raw HTML is text).
     assert "What is &lt;E&gt;?" in html
     assert "Let me think &lt;b&gt;hard&lt;/b&gt;." in html
     assert "<strong>energy</strong>" in html
@@ -75,6 +76,28 @@ def test_the_conversation_page_prerenders_the_thread(alice_client):
     assert "Thought for 3 seconds" in html
     assert 'data-status="complete"' in html
     assert f'class="conv-item is-active" data-id="{conv.uuid}"' in html
+
+
+def test_the_reasoning_is_rendered_markdown_on_the_page_and_in_the_api(alice_client):
+    client, alice, _ = alice_client
+    conv = conversation(alice, "R", turns=[("Q", "## Plan\n\nThink **hard** about $x^2$.", "A")])
+    html = client.get(reverse("conversation-detail", args=[conv.uuid])).content.decode()
+    reasoning = html.split('<div class="thinking-stable">', 1)[1].split("</details>", 1)[0]
+    assert reasoning.startswith("<h2>Plan</h2>")
+    assert "<strong>hard</strong>" in reasoning and "<math" in reasoning
+    assert "**" not in reasoning and "$" not in reasoning
+    data = client.get(reverse("api-conversation-thread", args=[conv.uuid])).json()
+    assert data["messages"][1]["reasoning_html"].startswith("<h2>Plan</h2>")
+    assert data["messages"][1]["reasoning"] == "## Plan\n\nThink **hard** about $x^2$."
+
+
+def test_a_message_still_streaming_shows_its_unfinished_end_rendered(alice_client):
+    client, alice, _ = alice_client
+    conv = conversation(alice, "S", turns=[("Q", "Think about `co", "It is **ener")])
+    Message.objects.filter(role="assistant").update(status="streaming", finished_at=None)
+    html = client.get(reverse("conversation-detail", args=[conv.uuid])).content.decode()
+    assert '<div class="thinking-stable"><p>Think about <code>co</code></p>' in html
+    assert '<div class="answer-stable"><p>It is <strong>ener</strong></p>' in html
 
 
 def test_text_in_a_messages_attributes_stays_inside_them(alice_client):

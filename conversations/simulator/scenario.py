@@ -108,6 +108,80 @@ DEFAULT_SCRIPT = Script(
     ),
 )
 
+# Markdown-heavy output for what a reader sees while it streams: every construct the renderer
+# knows, with bold and code spans over several tokens and a long code block. Its code holds no
+# `**`, `##`, `$$` or backtick fence, so any of those seen mid-stream is unrendered markdown.
+MARKDOWN_SCRIPT = Script(
+    reasoning=(
+        "## Plan\n"
+        "\n"
+        "The user wants **the rest energy of one gram** and a table. Key facts:\n"
+        "\n"
+        "- the relation is $E = m c^2$ with **c the speed of light**\n"
+        "- one gram is $10^{-3}$ kg\n"
+        "\n"
+        "$$\n"
+        "E = 10^{-3} \\times (3 \\times 10^{8})^2\n"
+        "$$\n"
+        "\n"
+        "A quick check in code:\n"
+        "\n"
+        "```python\n"
+        "mass = 0.001\n"
+        "c = 299792458\n"
+        "print(mass * c * c)\n"
+        "```\n"
+        "\n"
+        "So about **nine times ten to the thirteen joules**, then `format the answer` nicely."
+    ),
+    answer=(
+        "# Rest energy of one gram\n"
+        "\n"
+        "## The relation\n"
+        "\n"
+        "Einstein's relation $E = m c^2$ says that **mass is a form of energy**, and "
+        "\\(c\\) is *the speed of light in vacuum*.\n"
+        "\n"
+        "- **energy E** in joules\n"
+        "- **mass m** in kilograms\n"
+        "- **speed c** in metres per second\n"
+        "\n"
+        "| Quantity | Symbol | Value |\n"
+        "|---|---|---|\n"
+        "| mass | $m$ | **0.001 kg** |\n"
+        "| speed of light | $c$ | 299 792 458 m/s |\n"
+        "| energy | $E$ | about 9 × 10¹³ J |\n"
+        "\n"
+        "$$\n"
+        "E = 0.001 \\times 299792458^2 \\approx 8.988 \\times 10^{13}\n"
+        "$$\n"
+        "\n"
+        "### In code\n"
+        "\n"
+        "```python\n"
+        "SPEED_OF_LIGHT = 299_792_458  # metres per second\n"
+        "\n"
+        "\n"
+        "def rest_energy(mass_kg: float) -> float:\n"
+        '    """The energy in joules held by a mass at rest."""\n'
+        "    return mass_kg * SPEED_OF_LIGHT * SPEED_OF_LIGHT\n"
+        "\n"
+        "\n"
+        "def in_tonnes_of_tnt(joules: float) -> float:\n"
+        '    """The same energy as tonnes of TNT."""\n'
+        "    return joules / 4.184e9\n"
+        "\n"
+        "\n"
+        "for grams in (1, 10, 100, 1000):\n"
+        "    energy = rest_energy(grams / 1000)\n"
+        "    tnt = in_tonnes_of_tnt(energy)\n"
+        '    print(f"{grams} g: {energy:.3e} J, {tnt:,.0f} t of TNT")\n'
+        "```\n"
+        "\n"
+        "So **one gram holds about 21 kilotonnes of TNT**, which `rest_energy(0.001)` confirms."
+    ),
+)
+
 _CJK = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
 # A token is one word (or one CJK character) with the whitespace before it attached, so joining
 # tokens reproduces the text exactly; a trailing run of whitespace is a token of its own.

@@ -14,6 +14,9 @@ from tests.browser.conftest import screenshot
 
 pytestmark = pytest.mark.timeout(90)
 
+# The reasoning has begun to show (its rendered blocks: stable or the open tail).
+REASONING_SHOWN = ".msg-assistant .thinking-text :is(.thinking-stable, .thinking-tail) > *"
+
 
 def open_chat(page, url):
     page.goto(url)
@@ -35,7 +38,7 @@ def test_a_question_streams_its_reasoning_then_the_answer(signed_in, live_server
 
     # The Thinking block streams under a running timer…
     thinking = page.locator(".msg-assistant .thinking")
-    page.wait_for_selector(".msg-assistant .thinking-text:not(:empty)")
+    page.wait_for_selector(REASONING_SHOWN)
     assert thinking.evaluate("el => el.open")
     label = page.locator(".msg-assistant .thinking-label")
     assert re.fullmatch(r"Thinking… \d+s", label.inner_text())
@@ -103,7 +106,7 @@ def test_stop_closes_the_upstream_connection(signed_in, live_server_url, simulat
     page, _user, _watch = signed_in()
     open_chat(page, live_server_url + "/")
     send(page, "Think slowly")
-    page.wait_for_selector(".msg-assistant .thinking-text:not(:empty)")
+    page.wait_for_selector(REASONING_SHOWN)
     page.wait_for_selector("#send-btn.is-stop")
     started = time.monotonic()
     page.keyboard.press("Escape")  # Esc stops, like the Stop button

@@ -69,10 +69,12 @@ def test_hostile_model_output_and_user_text_stay_inert(signed_in, live_server_ur
     # The text is there, as text.
     assert "<script>alert('script')</script>" in page.locator(".msg-user .user-text").inner_text()
     assert "alert('script')" in page.locator(".msg-assistant .thinking-text").text_content()
-    # The model's image is a link the user may follow, never fetched by itself.
-    image_link = page.locator(".msg-assistant a.md-image-link")
-    assert image_link.count() == 1
-    assert image_link.get_attribute("href") == "https://evil.invalid/steal?q=secret"
+    # The model's image is a link the user may follow, never fetched by itself (in the answer
+    # and in the reasoning, both rendered).
+    for part in (".answer", ".thinking-text"):
+        image_link = page.locator(f".msg-assistant {part} a.md-image-link")
+        assert image_link.count() == 1
+        assert image_link.get_attribute("href") == "https://evil.invalid/steal?q=secret"
 
     # Reloaded: the server's rendering of the stored thread.
     page.reload()

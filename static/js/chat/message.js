@@ -1,6 +1,7 @@
 // One message on the page: built from the server's partial (a <template>) and kept up to date
-// from frames. Model text only ever arrives here as server-sanitised HTML (answers) or is set
-// with textContent (reasoning, the user's text).
+// from frames. Model text is only ever shown as the server's sanitised HTML (the answer and the
+// reasoning, rendered with every frame); the user's text is set with textContent. The raw text
+// the frames also carry is kept for the copy button and lengths, never shown.
 import { showRating } from "./feedback.js";
 import { formatNumber, t, thoughtFor } from "./i18n.js";
 
@@ -60,17 +61,28 @@ export function fillAssistant(el, data) {
   live.reasoning = data.reasoning || "";
   live.answer = data.content || "";
   live.seq = 0;
-  part(el, ".thinking-text").textContent = live.reasoning;
+  setReasoningHTML(el, data.reasoning_html || "");
   setAnswerHTML(el, data.html || "");
   setStatus(el, data.status, data);
   showRating(el);
 }
 
+// Server-rendered HTML, sanitised with nh3 on the server (conversations/rendering.py): the
+// finished blocks (stable) and the open last block (tail, replaced with every frame).
 function setAnswerHTML(el, html, tail = "") {
-  // Server-rendered, sanitised once with nh3 on the server (conversations/rendering.py).
   part(el, ".answer-stable").innerHTML = html;
   part(el, ".answer-tail").innerHTML = tail;
-  part(el, ".answer-pending").textContent = "";
+}
+
+function setReasoningHTML(el, html, tail = "") {
+  part(el, ".thinking-stable").innerHTML = html;
+  part(el, ".thinking-tail").innerHTML = tail;
+}
+
+/** A frame's finished blocks and open tail (either may be absent: unchanged). */
+function applyHTML(stable, tailBox, append, tail) {
+  if (append) stable.insertAdjacentHTML("beforeend", append);
+  if (tail != null) tailBox.innerHTML = tail;
 }
 
 const states = new WeakMap();
@@ -191,10 +203,9 @@ export function applySnapshot(el, frame) {
     live.reasoningStart = timings.first_reasoning != null ? created + timings.first_reasoning * 1000 : null;
     live.answerStart = timings.first_answer != null ? created + timings.first_answer * 1000 : null;
   }
-  part(el, ".thinking-text").textContent = live.reasoning;
+  setReasoningHTML(el, frame.reasoning_html_stable || "", frame.reasoning_html_tail || "");
   if (frame.html_stable != null) setAnswerHTML(el, frame.html_stable, frame.html_tail || "");
   else setAnswerHTML(el, "", frame.html || "");
-  if (!frame.html && live.answer) part(el, ".answer-pending").textContent = live.answer;
   setStatus(el, "streaming");
 }
 
@@ -210,10 +221,6 @@ export function applyDelta(el, frame) {
       part(el, ".thinking-label").textContent = t("thinking_seconds", { count: 0 });
     }
     live.reasoning += frame.reasoning;
-    const box = part(el, ".thinking-text");
-    const node = box.lastChild;
-    if (node && node.nodeType === Node.TEXT_NODE) node.appendData(frame.reasoning);
-    else box.append(frame.reasoning);
     const thinking = part(el, ".thinking");
     if (thinking.hidden) {
       thinking.hidden = false;
@@ -237,17 +244,8 @@ export function applyDelta(el, frame) {
       part(el, ".typing").hidden = true;
     }
   }
-  const pending = part(el, ".answer-pending");
-  if (frame.html_append != null || frame.html_tail != null) {
-    if (frame.html_append) part(el, ".answer-stable").insertAdjacentHTML("beforeend", frame.html_append);
-    part(el, ".answer-tail").innerHTML = frame.html_tail ?? "";
-    pending.textContent = "";
-  } else if (frame.answer) {
-    // Not rendered yet: shown as plain text until the next HTML covers it.
-    const node = pending.lastChild;
-    if (node && node.nodeType === Node.TEXT_NODE) node.appendData(frame.answer);
-    else pending.append(frame.answer);
-  }
+  applyHTML(part(el, ".thinking-stable"), part(el, ".thinking-tail"), frame.reasoning_html_append, frame.reasoning_html_tail);
+  applyHTML(part(el, ".answer-stable"), part(el, ".answer-tail"), frame.html_append, frame.html_tail);
   return true;
 }
 
@@ -257,6 +255,7 @@ export function applyDone(el, frame) {
   if (frame.timings) el.dataset.timings = JSON.stringify(frame.timings);
   if (frame.usage) el.dataset.usage = JSON.stringify(frame.usage);
   setAnswerHTML(el, frame.html || "");
+  if (frame.reasoning_html != null) setReasoningHTML(el, frame.reasoning_html);
   if (frame.html) live.answer = live.answer || part(el, ".answer").innerText;
   setStatus(el, frame.status, frame);
 }
