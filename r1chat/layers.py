@@ -171,14 +171,24 @@ class TeamChannelLayer(LocalChannelLayer):
 
     remote = True
 
-    def __init__(self, hosts: Any = None, prefix: str = "asgi", **kwargs: Any) -> None:
-        from channels_redis.core import RedisChannelLayer
+    def __init__(
+        self,
+        hosts: Any = None,
+        prefix: str = "asgi",
+        redis_layer: str = "channels_redis.core.RedisChannelLayer",
+        **kwargs: Any,
+    ) -> None:
+        from django.utils.module_loading import import_string
 
+        # channels-redis's `RedisChannelLayer` raises when Redis cannot be reached, which is
+        # how the sockets learn of an outage; its `RedisPubSubChannelLayer` reconnects quietly
+        # (bench/layers.py compares what they cost).
+        redis_layer_class = import_string(redis_layer)
         layer_options = {
             key: kwargs.pop(key) for key in ("capacity", "expiry", "group_expiry") if key in kwargs
         }
         super().__init__(**layer_options, **kwargs)
-        self.make_redis = lambda: RedisChannelLayer(
+        self.make_redis = lambda: redis_layer_class(
             hosts=_hosts(hosts), prefix=prefix, **layer_options
         )
         self.redis = self.make_redis()
@@ -332,4 +342,5 @@ class TeamChannelLayer(LocalChannelLayer):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.reader
             self.reader = None
-        await self.redis.close_pools()
+        closing = getattr(self.redis, "close_pools", None) or self.redis.flush
+        await closing()
