@@ -136,9 +136,11 @@ class LocalChannelLayer(BaseChannelLayer):
 
 GROUP = "r1chat.group"  # a group message for the local members of every other process
 DIRECT = "r1chat.direct"  # a message for one local channel of one process
+PING = "r1chat.ping"  # a process's message to itself through Redis: is Redis there?
 LINK_DOWN = "layer.down"  # to every local channel: Redis is unreachable
+PING_INTERVAL = 1.0  # seconds
+DOWN_AFTER = 3.0  # seconds without an answer to a ping
 REFRESH_GROUPS = 3.0  # seconds: memberships are written again (a restarted Redis lost them)
-RETRY_START, RETRY_MAX = 0.2, 5.0
 
 
 def _hosts(hosts: Any) -> Any:
@@ -156,17 +158,19 @@ def _hosts(hosts: Any) -> Any:
 class TeamChannelLayer(LocalChannelLayer):
     """The local layer of one process, joined to the other processes through channels-redis.
 
-    Each process has one channel on channels-redis's `RedisChannelLayer` (its public API only)
-    and one task reading it. A group with members in this process has that channel as its one
-    member in Redis. A group send reaches the local members at once and, through Redis, every
-    other process with members, which hands it to its own (a process ignores its own group
+    Each process has one channel on a channels-redis layer (its public API only; by default
+    `RedisPubSubChannelLayer`, which bench/layers.py measured at a third of the CPU of
+    `RedisChannelLayer` for the same traffic and ~1 ms instead of hundreds of milliseconds of
+    delivery) and one task reading it. A group with members in this process has that channel as
+    its one member in Redis. A group send reaches the local members at once and, through Redis,
+    every other process with members, which hands it to its own (a process ignores its own group
     messages coming back). A send to a channel of another process goes to that process's channel
     with the name it is for.
 
-    When Redis cannot be reached, every local channel is sent `layer.down` (the chat sockets
-    close, so tabs reconnect with backoff and catch up from a snapshot) and the reader retries
-    with backoff; its group memberships are written again once it is back, and every
-    REFRESH_GROUPS, since a restarted Redis has lost them.
+    Every PING_INTERVAL the process sends itself a ping through Redis. When pings stop coming
+    back (or Redis refuses a command), every local channel is sent `layer.down`: the chat
+    sockets close, so tabs reconnect with backoff and catch up from a snapshot. The group
+    memberships are written again when pings come back, and every REFRESH_GROUPS.
     """
 
     remote = True
@@ -175,14 +179,11 @@ class TeamChannelLayer(LocalChannelLayer):
         self,
         hosts: Any = None,
         prefix: str = "asgi",
-        redis_layer: str = "channels_redis.core.RedisChannelLayer",
+        redis_layer: str = "channels_redis.pubsub.RedisPubSubChannelLayer",
         **kwargs: Any,
     ) -> None:
         from django.utils.module_loading import import_string
 
-        # channels-redis's `RedisChannelLayer` raises when Redis cannot be reached, which is
-        # how the sockets learn of an outage; its `RedisPubSubChannelLayer` reconnects quietly
-        # (bench/layers.py compares what they cost).
         redis_layer_class = import_string(redis_layer)
         layer_options = {
             key: kwargs.pop(key) for key in ("capacity", "expiry", "group_expiry") if key in kwargs
@@ -193,23 +194,30 @@ class TeamChannelLayer(LocalChannelLayer):
         )
         self.redis = self.make_redis()
         self.home: str | None = None  # this process's channel on Redis
-        self.reader: asyncio.Task[None] | None = None
+        self.tasks: list[asyncio.Task[None]] = []  # the reader and the watcher
         self.remote_groups: dict[str, int] = {}  # group -> local members
         self.down = False
+        self.pong_at = 0.0
 
     async def _home(self) -> str:
         loop = asyncio.get_running_loop()
-        if self.reader is not None and self.reader.get_loop() is not loop:
+        if self.tasks and self.tasks[0].get_loop() is not loop:
             # Used from another event loop (a test, a management command): what belonged to
             # the old one cannot be used from this one, so Redis is joined afresh.
-            self.redis, self.home, self.reader = self.make_redis(), None, None
+            self.redis, self.home, self.tasks = self.make_redis(), None, []
             self.remote_groups.clear()
-        if self.reader is None or self.reader.done():
+        if not self.tasks or any(task.done() for task in self.tasks):
+            for task in self.tasks:
+                task.cancel()
             if self.home is None:
                 self.home = await self.redis.new_channel()
                 # (local channel names are derived from the home channel: see `send`)
                 self.prefix = self.home + "."
-            self.reader = loop.create_task(self._read(), name="channel layer reader")
+            self.pong_at = loop.time()
+            self.tasks = [
+                loop.create_task(self._read(), name="channel layer reader"),
+                loop.create_task(self._watch(), name="channel layer watcher"),
+            ]
         assert self.home is not None
         return self.home
 
@@ -223,8 +231,8 @@ class TeamChannelLayer(LocalChannelLayer):
         if self.owns(channel):
             self.put(channel, message)
             return
-        home, _dot, _rest = channel.rpartition(".")
-        if "!" not in home:
+        home, dot, _rest = channel.rpartition(".")
+        if not dot:
             raise ValueError(f"{channel!r} is not a channel of this layer")
         await self.redis.send(home, {"type": DIRECT, "to": channel, "message": message})
 
@@ -251,7 +259,7 @@ class TeamChannelLayer(LocalChannelLayer):
             return
         self.remote_groups.pop(group, None)
         if self.home is not None:
-            with contextlib.suppress(Exception):  # (it expires in Redis after group_expiry)
+            with contextlib.suppress(Exception):  # (it lapses with the connection or expiry)
                 await self.redis.group_discard(group, self.home)
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
@@ -268,45 +276,61 @@ class TeamChannelLayer(LocalChannelLayer):
             group, {"type": GROUP, "group": group, "origin": home, "message": message}
         )
 
+    # --- the process's channel on Redis ---
+
     async def _read(self) -> None:
         """Hand what Redis brings to this process's channels, for the life of the process.
 
         Never cancelled while it reads (a channels-redis receive cancelled with a message on
-        its way loses that message); the memberships are kept up by a task of their own."""
+        its way may lose that message)."""
         assert self.home is not None
-        refresher = asyncio.create_task(self._refresh_groups(), name="channel layer groups")
-        delay = RETRY_START
-        try:
-            while True:
-                try:
-                    envelope = await self.redis.receive(self.home)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    if not self.down:
-                        logger.warning("channel layer: Redis is unreachable (%s)", exc)
-                        self.down = True
-                        self._tell_local({"type": LINK_DOWN})
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, RETRY_MAX)
-                    continue
+        delay = 0.2
+        while True:
+            try:
+                envelope = await self.redis.receive(self.home)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._lost(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.2
+            if envelope.get("type") == PING:
+                self.pong_at = asyncio.get_running_loop().time()
+                continue
+            self._deliver(envelope)
+
+    async def _watch(self) -> None:
+        """Ping this process through Redis; say when Redis goes and comes back."""
+        assert self.home is not None
+        loop = asyncio.get_running_loop()
+        refreshed = loop.time()
+        while True:
+            await asyncio.sleep(PING_INTERVAL)
+            try:
+                await self.redis.send(self.home, {"type": PING})
+            except Exception as exc:
+                self._lost(exc)
+                continue
+            now = loop.time()
+            if now - self.pong_at > DOWN_AFTER:
+                self._lost(TimeoutError(f"no answer through Redis for {now - self.pong_at:.0f} s"))
+            elif self.down or now - refreshed >= REFRESH_GROUPS:
                 if self.down:
                     logger.warning("channel layer: Redis is back")
                     self.down = False
-                    with contextlib.suppress(Exception):
-                        await self._join_again()
-                delay = RETRY_START
-                self._deliver(envelope)
-        finally:
-            refresher.cancel()
+                try:
+                    await self._join_again()
+                    refreshed = now
+                except Exception as exc:
+                    self._lost(exc)
 
-    async def _refresh_groups(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_GROUPS)
-            try:
-                await self._join_again()
-            except Exception as exc:  # (the reader tells the tabs)
-                logger.info("channel layer: could not renew group memberships: %s", exc)
+    def _lost(self, exc: BaseException) -> None:
+        if not self.down:
+            logger.warning("channel layer: Redis is unreachable (%s)", exc)
+            self.down = True
+            self._tell_local({"type": LINK_DOWN})
 
     def _deliver(self, envelope: dict[str, Any]) -> None:
         kind = envelope.get("type")
@@ -337,10 +361,10 @@ class TeamChannelLayer(LocalChannelLayer):
         await self.redis.flush()
 
     async def close(self) -> None:
-        if self.reader is not None:
-            self.reader.cancel()
+        for task in self.tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.reader
-            self.reader = None
+                await task
+        self.tasks = []
         closing = getattr(self.redis, "close_pools", None) or self.redis.flush
         await closing()
