@@ -951,3 +951,29 @@ async def test_a_permission_check_that_fails_refuses_the_socket(alice, caplog):
     # Once the database answers again, the same user is let in.
     tab = await Tab.open(user)
     await tab.close()
+
+
+async def test_a_gap_in_the_frames_is_answered_with_a_snapshot(alice, sim):
+    """Frames lost between processes (a Redis restart) leave a gap in `seq`: the tab gets a
+    fresh snapshot instead of text with a hole in it, then the live frames again."""
+    from channels.layers import get_channel_layer
+
+    user, _backend = alice
+    sim.scenario = Scenario(token_rate=40, reasoning_tokens=80, answer_tokens=40)
+    tab = await Tab.open(user)
+    conversation, _question, reply_id = await _send(tab)
+    delta = await tab.until("generation.delta", message=reply_id)
+    group = (await Conversation.objects.aget(uuid=conversation)).group_name
+    ahead = delta["seq"] + 50
+    await get_channel_layer().group_send(
+        group,
+        {"type": "generation.delta", "message": reply_id, "seq": ahead + 5, "from_seq": ahead,
+         "reasoning": "LOST"},
+    )  # fmt: skip
+    snapshot = await tab.until("generation.snapshot", message=reply_id)
+    await tab.until("generation.done", message=reply_id, timeout=20)
+    reasoning, answer, seqs = assemble(tab.frames[tab.frames.index(snapshot) :], reply_id)
+    assert "LOST" not in reasoning
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert (reasoning, answer) == sim.expected()
+    await tab.close()

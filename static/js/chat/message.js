@@ -209,10 +209,13 @@ export function applySnapshot(el, frame) {
   setStatus(el, "streaming");
 }
 
-/** New text since the previous frame; a frame already seen (by seq) is ignored. */
+/** New text since the previous frame; a frame already seen (by seq) is ignored. Returns
+ * "gap" (and applies nothing) when frames are missing before this one: the caller then takes a
+ * fresh snapshot. A delta covers the frames from_seq..seq. */
 export function applyDelta(el, frame) {
   const live = liveState(el);
   if (frame.seq != null && frame.seq <= live.seq) return false;
+  if (frame.seq != null && (frame.from_seq ?? frame.seq) > live.seq + 1) return "gap";
   live.seq = frame.seq ?? live.seq;
   if (el.dataset.status !== "streaming") setStatus(el, "streaming");
   if (frame.reasoning) {

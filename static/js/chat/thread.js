@@ -168,7 +168,9 @@ export class Thread extends EventTarget {
   onDelta(frame) {
     const el = this.find(frame.message);
     if (!el) return;
-    if (applyDelta(el, frame)) this.queueScroll();
+    const applied = applyDelta(el, frame);
+    if (applied === "gap") this.subscribe(); // frames were lost: a snapshot brings it back
+    else if (applied) this.queueScroll();
   }
 
   onDone(frame) {
