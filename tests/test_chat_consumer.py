@@ -734,8 +734,7 @@ async def test_heartbeats_and_text_writes_of_the_same_answers_do_not_deadlock(al
 
 async def test_a_failed_text_write_is_made_good_by_the_next(alice, sim):
     """The database refuses a running answer's text write, and its retry (a restart): the next
-    second's write stores it (the writer used to stop at the first failure that reached it,
-    with every later heartbeat of the stream)."""
+    second's write stores it, and the writer (with the stream's later heartbeats) goes on."""
     from django.db import OperationalError
 
     from conversations import db

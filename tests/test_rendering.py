@@ -413,7 +413,7 @@ def test_a_table_header_waits_for_its_delimiter_row() -> None:
 
 
 def test_closing_the_tail_stays_linear_on_many_delimiters() -> None:
-    # Many openers of one kind and closers of another: each closer used to search them all.
+    # Many openers of one kind and closers of another: no closer may search them all.
     text = "_a " * 16_000 + "a* " * 16_000
     started = time.perf_counter()
     html = _tail(text)
