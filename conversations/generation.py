@@ -40,6 +40,12 @@ from .rendering import IncrementalRenderer
 logger = logging.getLogger(__name__)
 
 FRAME_INTERVAL = float(getattr(settings, "R1CHAT_FRAME_INTERVAL", 0.04))
+# Rendering a text's open last block again takes at most this share of one core per stream
+# (its next rendering waits its CPU time / RENDER_SHARE), and the page's HTML of a text is never
+# older than RENDER_AT_LEAST_EVERY. A short paragraph (~0.2 ms) is rendered ~15 times a second,
+# a long table less often; finished blocks are rendered once whatever their size.
+RENDER_SHARE = float(getattr(settings, "R1CHAT_RENDER_SHARE", 0.005))
+RENDER_AT_LEAST_EVERY = 0.5
 REMOTE_INTERVAL = float(getattr(settings, "R1CHAT_REMOTE_FRAME_INTERVAL", 0.2))
 PERSIST_INTERVAL = 1.0
 
@@ -62,23 +68,40 @@ class Rendered:
         self.pending: list[str] = []  # not sent yet
         self.renderer = IncrementalRenderer()
         self.tail_html = ""
+        self.render_due = 0.0  # (time.perf_counter)
+        self.unrendered = False  # text was taken whose rendering was not due yet
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
 
-    def take(self) -> tuple[str, str, str] | None:
-        """The pending text with its rendering: (text, HTML of blocks finished by it, HTML of
-        the open last block); None if nothing is pending."""
-        if not self.pending:
-            return None
+    def take(self) -> tuple[str, tuple[str, str] | None] | None:
+        """The pending text and, when a rendering is due, (HTML of the blocks finished since
+        the last one, HTML of the open last block); None if there is neither."""
         text = "".join(self.pending)
-        self.pending.clear()
-        self.parts.append(text)
-        self.size += len(text)
-        self.renderer.feed(text)
+        if text:
+            self.pending.clear()
+            self.parts.append(text)
+            self.size += len(text)
+            self.renderer.feed(text)
+            self.unrendered = True
+        if not self.unrendered:
+            return None
+        now = time.perf_counter()
+        if now < self.render_due:
+            return (text, None) if text else None
+        cpu = time.thread_time()
         append, self.tail_html = self.renderer.render()
-        return text, append, self.tail_html
+        self.unrendered = False
+        cost = time.thread_time() - cpu
+        self.render_due = now + min(cost / RENDER_SHARE, RENDER_AT_LEAST_EVERY)
+        return text, (append, self.tail_html)
+
+    def wait(self) -> float | None:
+        """Seconds until the text taken but not rendered yet is due; None if there is none."""
+        if not self.unrendered:
+            return None
+        return max(0.0, self.render_due - time.perf_counter())
 
     def finish(self) -> str:
         self.tail_html = ""
@@ -330,11 +353,17 @@ class GenerationRunner:
             "seq": self.seq,
         }
         if reasoning is not None:
-            text, append, tail = reasoning
-            frame.update(reasoning=text, reasoning_html_append=append, reasoning_html_tail=tail)
+            text, html = reasoning
+            if text:
+                frame["reasoning"] = text
+            if html is not None:
+                frame.update(reasoning_html_append=html[0], reasoning_html_tail=html[1])
         if answer is not None:
-            text, append, tail = answer
-            frame.update(answer=text, html_append=append, html_tail=tail)
+            text, html = answer
+            if text:
+                frame["answer"] = text
+            if html is not None:
+                frame.update(html_append=html[0], html_tail=html[1])
         await self.layer.group_send_local(self.group, frame)
         if self.remote:
             self.remote_delta.add(frame)
@@ -354,7 +383,12 @@ class GenerationRunner:
 
     async def _flusher(self) -> None:
         while True:
-            await self.dirty.wait()
+            waits = [w for w in (self.reasoning.wait(), self.answer.wait()) if w is not None]
+            if waits:  # a rendering is due then, even if no text comes meanwhile
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.dirty.wait(), min(waits))
+            else:
+                await self.dirty.wait()
             self.dirty.clear()
             async with self.sending:
                 await self._send_delta()

@@ -788,6 +788,15 @@ class _OpenFence:
         )
 
 
+def warm_up() -> None:
+    """Load what the first rendering of code and math would load (Pygments' lexers, the
+    converter's tables), so the first answer of a process does not pay for it mid-stream."""
+    render_markdown("# a\n\n**b** $x^2$\n\n$$\\frac{1}{2}$$\n\n```python\nprint(1)\n```\n")
+    renderer = IncrementalRenderer()
+    renderer.feed("`c` $y$ | a |\n|---|\n```python\nx = 1\n")
+    renderer.render()
+
+
 class IncrementalRenderer:
     """Renders one streaming message: final blocks once, the open last block on each call.
 

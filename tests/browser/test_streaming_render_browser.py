@@ -103,10 +103,11 @@ def test_every_frame_shows_rendered_markdown(signed_in, live_server_url, simulat
     streaming = [s for s in samples if s["status"] == "streaming"]
     answer_states = {s["answer"] for s in streaming if s["answer"]}
     reasoning_states = {s["reasoning"] for s in streaming if s["reasoning"].strip()}
-    # The stream was seen growing over many painted frames, in both parts.
+    # The stream was seen growing over many painted frames, in both parts (the open block's
+    # rendering is paced by its cost: generation.RENDER_SHARE).
     assert frames > 200, frames
-    assert len(answer_states) > 80, len(answer_states)
-    assert len(reasoning_states) > 30, len(reasoning_states)
+    assert len(answer_states) > 20, len(answer_states)
+    assert len(reasoning_states) > 10, len(reasoning_states)
 
     # While each fence was open, its first lines showed inside <pre><code>, not yet
     # highlighted, before its last line had arrived.
