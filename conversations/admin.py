@@ -41,11 +41,11 @@ from django.views.decorators.http import require_POST
 from review.access import can_review
 from review.models import Feedback, ReviewAudit
 
-from . import catalog
 from .backends.base import BackendConfig, Health
 from .backends.ollama import OllamaBackend
 from .backends.openai import OpenAIBackend
 from .models import Backend, Conversation, Message
+from .turns import catalog
 
 logger = logging.getLogger(__name__)
 

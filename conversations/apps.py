@@ -9,8 +9,8 @@ class ConversationsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
-        from . import catalog
         from .models import Backend
+        from .turns import catalog
 
         post_save.connect(catalog.backends_changed, sender=Backend, dispatch_uid="backends-saved")
         post_delete.connect(
@@ -18,7 +18,7 @@ class ConversationsConfig(AppConfig):
         )
         from review.models import UserQuota
 
-        from .actions import quota_changed
+        from .turns.actions import quota_changed
 
         post_save.connect(quota_changed, sender=UserQuota, dispatch_uid="quota-saved")
         post_delete.connect(quota_changed, sender=UserQuota, dispatch_uid="quota-deleted")

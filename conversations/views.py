@@ -31,11 +31,11 @@ from django.views.decorators.http import require_GET, require_POST
 
 from review.models import Feedback
 
-from . import protocol
-from .actions import effective_settings
+from .chat import protocol
 from .markup import message_html, thread_html
 from .models import Conversation, Message
-from .threads import Tree, serialize_thread, thread_messages
+from .turns.actions import effective_settings
+from .turns.threads import Tree, serialize_thread, thread_messages
 
 SIDEBAR_PAGE = 40
 SEARCH_MAX_CHARS = 200
@@ -454,7 +454,7 @@ def _sidebar_item(conversation: Conversation) -> dict[str, Any]:
 @require_POST
 @chat_required
 def conversation_rename(request: HttpRequest, conversation_id: uuid.UUID) -> JsonResponse:
-    from . import actions
+    from .turns import actions
 
     title = _form_or_json(request).get("title")
     if not isinstance(title, str) or not title.strip():
@@ -468,7 +468,7 @@ def conversation_rename(request: HttpRequest, conversation_id: uuid.UUID) -> Jso
 @require_POST
 @chat_required
 def conversation_pin(request: HttpRequest, conversation_id: uuid.UUID) -> JsonResponse:
-    from . import actions
+    from .turns import actions
 
     value = _form_or_json(request).get("pinned", True)
     pinned = value if isinstance(value, bool) else str(value).lower() in {"1", "true", "on", "yes"}
@@ -479,7 +479,7 @@ def conversation_pin(request: HttpRequest, conversation_id: uuid.UUID) -> JsonRe
 @require_POST
 @chat_required
 def conversation_delete(request: HttpRequest, conversation_id: uuid.UUID) -> JsonResponse:
-    from . import actions
+    from .turns import actions
 
     _run_action(actions.delete_conversation, request.user, conversation_id)
     return JsonResponse({"deleted": str(conversation_id)})
@@ -567,7 +567,7 @@ def export_json(request: HttpRequest, conversation_id: uuid.UUID) -> HttpRespons
 @chat_required
 def api_models(request: HttpRequest) -> JsonResponse:
     """The model picker: enabled backends and their models (never a URL or a key)."""
-    from . import catalog
+    from .turns import catalog
 
     backends = async_to_sync(catalog.picker)(request.user)
     safe_keys = ("id", "name", "kind", "simulated", "default_model", "available", "reason")

@@ -10,8 +10,8 @@ django_asgi_app = get_asgi_application()  # set Django up before importing consu
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from conversations.chat.routing import websocket_urlpatterns  # noqa: E402
 from conversations.rendering import warm_up  # noqa: E402
-from conversations.routing import websocket_urlpatterns  # noqa: E402
 from r1chat.origins import SameOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(

@@ -94,7 +94,7 @@ async def _run(check: Any) -> str:
 
 async def readiness() -> tuple[bool, dict[str, Any]]:
     """(ready, body) — what `/readyz` answers; also usable from management commands."""
-    from conversations import shutdown
+    from conversations.runner import shutdown
 
     from .views import _check_channel_layer
 

@@ -411,7 +411,7 @@ R1CHAT_DEFAULT_DAILY_TOKEN_QUOTA = env_int("R1CHAT_DEFAULT_DAILY_TOKEN_QUOTA", 0
 # see deploy/README.md. Everything above is the lead's.
 
 # On SIGTERM, running generations get this many seconds to finish; the rest are saved as
-# `interrupted` with their partial text (conversations.shutdown).
+# `interrupted` with their partial text (conversations.runner.shutdown).
 R1CHAT_SHUTDOWN_GRACE = env_float("R1CHAT_SHUTDOWN_GRACE", 20.0)
 
 

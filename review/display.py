@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 
 from conversations.models import Conversation, Message
 from conversations.rendering import render_plain_text
-from conversations.threads import Tree, serialize_message, thread_messages
+from conversations.turns.threads import Tree, serialize_message, thread_messages
 
 from .models import Feedback
 

@@ -16,9 +16,9 @@ from urllib.parse import parse_qs
 from r1chat.asgi import application as r1chat_application  # sets Django up first
 
 # isort: split
-from conversations import generation
 from conversations.backends.base import Answer, ChatRequest, Finished, Reasoning
 from conversations.models import Message
+from conversations.runner import generation
 
 
 def words(tokens: int) -> list[str]:
@@ -61,7 +61,7 @@ async def _start(query: dict[str, list[str]]) -> dict[str, Any]:
         request=ChatRequest(model="fake", messages=[{"role": "user", "content": "hi"}]),
     )
     runner.start()
-    from conversations import shutdown
+    from conversations.runner import shutdown
 
     # GenerationRunner.start() installs the hook (tests/test_shutdown.py checks that); calling
     # it again is a no-op, and lets this test the mechanism on its own.

@@ -12,10 +12,10 @@ from django.contrib.admin.models import LogEntry
 from django.test import Client
 from django.urls import reverse
 
-from conversations import catalog
 from conversations.backends import get_backend
 from conversations.models import Backend
 from conversations.simulator import Simulator
+from conversations.turns import catalog
 from review.testing import make_personas
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""Which backends a question may use (conversations.catalog.enabled_backends): read once for a
+"""Which backends a question may use (conversations.turns.catalog.enabled_backends): read once for a
 burst, and never waited for again once known."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connection
 
-from conversations import catalog
 from conversations.models import Backend
+from conversations.turns import catalog
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

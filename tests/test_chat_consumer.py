@@ -16,9 +16,10 @@ from django.utils import timezone
 # (first, so Django's logging set-up, which importing the application runs, is not redone
 # inside a test: it would take pytest's log capture off the root logger)
 import r1chat.asgi  # noqa: F401
-from conversations import actions, generation
 from conversations.models import Conversation, Message
+from conversations.runner import generation
 from conversations.simulator import Scenario
+from conversations.turns import actions
 from tests.chat_support import (
     Tab,
     assemble,
@@ -53,8 +54,8 @@ async def _generations_end_before_the_database_is_emptied():
     were given (a batch of progress writes the cancelled runner no longer waits for)."""
     import threading
 
-    from conversations import db
-    from conversations.generation import _running
+    from conversations.runner import db
+    from conversations.runner.generation import _running
 
     yield
     tasks = [runner.task for runner in list(_running.values()) if runner.task is not None]
@@ -398,7 +399,7 @@ def _streaming_reply(user, backend, **times) -> tuple[str, str]:
 async def test_a_dead_generation_is_shown_as_interrupted_with_its_text(alice):
     """A generation whose process died (its heartbeat stops) is swept to `interrupted`, and a
     tab showing it gets the terminal frame with the text kept."""
-    from conversations.generation import sweep_stale
+    from conversations.runner.generation import sweep_stale
 
     user, backend = alice
 
@@ -596,7 +597,7 @@ async def test_a_model_that_cannot_think_says_so(alice, sim):
 
 async def test_a_flood_of_sends_is_throttled_with_a_visible_error(alice, settings):
     user, _backend = alice
-    import conversations.actions as actions
+    import conversations.turns.actions as actions
 
     limit = actions.SEND_RATE_PER_MINUTE
     actions.SEND_RATE_PER_MINUTE = 2
@@ -737,7 +738,7 @@ async def test_a_failed_text_write_is_made_good_by_the_next(alice, sim):
     second's write stores it, and the writer (with the stream's later heartbeats) goes on."""
     from django.db import OperationalError
 
-    from conversations import db
+    from conversations.runner import db
 
     user, _backend = alice
     sim.scenario = Scenario(token_rate=25, reasoning_tokens=40, answer_tokens=40)

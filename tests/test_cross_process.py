@@ -27,9 +27,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 
-from conversations import actions
 from conversations.models import Conversation, Message
 from conversations.simulator import Scenario
+from conversations.turns import actions
 from tests import processes
 from tests.chat_support import assemble, make_backend, make_user, session_cookie
 from tests.processes import WsTab

@@ -13,9 +13,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 
-from conversations import shutdown
 from conversations.backends import close_all
 from conversations.models import Backend
+from conversations.runner import shutdown
 from r1chat import readiness
 from tests.processes import free_port
 

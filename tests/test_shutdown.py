@@ -1,5 +1,5 @@
 """Graceful shutdown: running generations may finish within the grace period; the rest are saved
-as `interrupted` with their partial text (conversations.shutdown)."""
+as `interrupted` with their partial text (conversations.runner.shutdown)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connections
 
-from conversations import generation, shutdown
 from conversations.backends.base import Answer, ChatRequest, Finished, Reasoning
 from conversations.models import Backend, Conversation, Message
+from conversations.runner import generation, shutdown
 from tests import processes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -200,7 +200,7 @@ async def test_generation_runner_start_installs_the_shutdown_hook(
     runner = await _start("hooked")
     await runner.task
     assert calls, (
-        "GenerationRunner.start() must call conversations.shutdown.install() (one line), so "
+        "GenerationRunner.start() must call conversations.runner.shutdown.install() (one line), so "
         "that SIGTERM lets running generations finish or saves them as interrupted"
     )
 

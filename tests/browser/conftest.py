@@ -110,8 +110,8 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def chat_backend(transactional_db: Any, simulator: Any) -> Iterator[Any]:
     """A backend row pointing at the simulator, reset to its default scenario."""
-    from conversations import catalog
     from conversations.models import Backend
+    from conversations.turns import catalog
 
     simulator.reset()
     catalog.forget()

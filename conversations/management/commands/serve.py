@@ -14,9 +14,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
-from conversations import catalog
 from conversations.backends import get_backend
 from conversations.models import Backend
+from conversations.turns import catalog
 
 SIMULATOR_NAME = "Simulator (offline demo)"
 

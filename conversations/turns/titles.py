@@ -7,12 +7,12 @@ import logging
 import re
 from typing import TYPE_CHECKING
 
-from .backends import get_backend
-from .backends.base import Answer, BackendError, ChatRequest
-from .models import Conversation
+from ..backends import get_backend
+from ..backends.base import Answer, BackendError, ChatRequest
+from ..models import Conversation
 
 if TYPE_CHECKING:
-    from .generation import GenerationRunner
+    from ..runner.generation import GenerationRunner
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils.translation import gettext as _
 
-from .backends import get_backend
-from .backends.base import BackendError, ModelInfo
-from .models import Backend
+from ..backends import get_backend
+from ..backends.base import BackendError, ModelInfo
+from ..models import Backend
 
 BACKENDS_VERSION_KEY = "r1chat:backends-version"
 MODEL_CACHE_SECONDS = 60.0
@@ -159,7 +159,7 @@ async def _fetch_models(backend: Backend, now: float) -> tuple[list[ModelInfo], 
     try:
         models = await asyncio.wait_for(client.list_models(), timeout=5)
     except BackendError as exc:
-        from .errors import describe_error
+        from ..errors import describe_error
 
         error = str(describe_error(exc.kind.value)["message"])
     except TimeoutError:

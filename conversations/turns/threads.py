@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from .errors import describe_error
-from .models import Conversation, Message
-from .rendering import render_markdown, render_partial
+from ..errors import describe_error
+from ..models import Conversation, Message
+from ..rendering import render_markdown, render_partial
 
 # Fields a thread needs; `html` is the cached rendering, so opening a conversation renders
 # nothing that was rendered before.

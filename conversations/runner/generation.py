@@ -29,13 +29,13 @@ from django.utils import timezone
 from r1chat.text import clean_text
 from review.usage import record_usage
 
+from ..backends import get_backend
+from ..backends.base import Answer, BackendError, ChatRequest, Finished, Reasoning, Usage
+from ..errors import describe_error
+from ..models import HEARTBEAT_INTERVAL, STALE_AFTER, Backend, Conversation, Message
+from ..rendering import IncrementalRenderer
 from . import shutdown
-from .backends import get_backend
-from .backends.base import Answer, BackendError, ChatRequest, Finished, Reasoning, Usage
 from .db import Batched, in_db_pool
-from .errors import describe_error
-from .models import HEARTBEAT_INTERVAL, STALE_AFTER, Backend, Conversation, Message
-from .rendering import IncrementalRenderer
 
 logger = logging.getLogger(__name__)
 
@@ -584,7 +584,7 @@ async def sweep_stale() -> int:
 
 
 async def mark_interrupted(message: Message) -> bool:
-    from .rendering import render_markdown
+    from ..rendering import render_markdown
 
     html = render_markdown(message.content)
     reasoning_html = render_markdown(message.reasoning)

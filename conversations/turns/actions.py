@@ -20,12 +20,12 @@ from django.utils.translation import gettext as _
 
 from accounts.models import CHAT_DEFAULTS
 
+from ..backends.base import ChatRequest
+from ..chat.protocol import ClientError, not_found
+from ..errors import describe_error
+from ..models import Conversation, Message
+from ..runner.generation import GenerationRunner, mark_interrupted, running
 from . import catalog
-from .backends.base import ChatRequest
-from .errors import describe_error
-from .generation import GenerationRunner, mark_interrupted, running
-from .models import Conversation, Message
-from .protocol import ClientError, not_found
 from .threads import Tree, history_for, serialize_message, serialize_thread
 from .titles import generate_title
 
@@ -105,7 +105,7 @@ def effective_settings(
 
 
 def _refuse_while_shutting_down() -> None:
-    from . import shutdown
+    from ..runner import shutdown
 
     if shutdown.is_shutting_down():
         raise ClientError(

@@ -14,11 +14,11 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils.translation import gettext as _
 
-from . import actions, catalog
-from .generation import ensure_maintenance, mark_interrupted, running
-from .models import Message
+from ..models import Message
+from ..runner.generation import ensure_maintenance, mark_interrupted, running
+from ..turns import actions, catalog
+from ..turns.threads import serialize_message
 from .protocol import MAX_FRAME_BYTES, ClientError, parse_frame
-from .threads import serialize_message
 
 logger = logging.getLogger(__name__)
 
