@@ -256,6 +256,22 @@ async def test_a_follow_up_sends_the_history_without_reasoning(alice, sim):
     await tab.close()
 
 
+async def test_a_question_sent_again_while_its_answer_streams_is_a_duplicate(alice, sim):
+    user, _backend = alice
+    sim.scenario = Scenario(token_rate=20)
+    tab = await Tab.open(user)
+    conv_id, _question, reply_id = await _send(tab)
+    await tab.until("generation.done", message=reply_id, timeout=30)
+    frame = {"type": "send", "conversation": conv_id, "content": "again", "client_id": "twice"}
+    await tab.send(frame)
+    await tab.until("message.created")  # the question; its answer streams now
+    await tab.send(frame)  # (a tab unsure whether it arrived)
+    error = await tab.until("error")
+    assert (error["code"], error["ref"]) == ("duplicate", "twice")
+    assert await Message.objects.filter(client_id="twice").acount() == 1
+    await tab.close()
+
+
 async def test_the_same_client_id_twice_makes_one_message(alice):
     user, _backend = alice
     tab = await Tab.open(user)

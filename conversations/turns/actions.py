@@ -256,6 +256,9 @@ async def send_message(
     """Store the user's message and the assistant's (streaming); then `run_turn`."""
     _refuse_while_shutting_down()
     await _throttle(user)
+    if await Message.objects.filter(sender=user, client_id=client_id).aexists():
+        # (a tab sending again what it is not sure arrived: not "busy" with its own answer)
+        raise ClientError("duplicate", _("This message was already sent."))
     await _check_quota(user)
     if conversation is None:
         if parent is not None:
