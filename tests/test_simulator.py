@@ -671,3 +671,31 @@ def test_head_and_unknown_paths_keep_the_connection_usable(
     assert client.get("/chat/completions").status_code == 405
     assert sse_chunks(client.post("/chat/completions", json=CHAT).content)[1]
     assert len({r.extra["peer"] for r in sim.requests}) == 1
+
+
+def test_the_management_command_serves_a_stream(simulator: Simulator) -> None:
+    """`manage.py simulate_models` (the benchmarks' model server, and a demo's) starts and
+    streams an answer."""
+    import subprocess
+    import sys
+
+    from tests.processes import BASE_DIR, app_env, free_port
+
+    port = free_port()
+    command = [sys.executable, "manage.py", "simulate_models", "--port", str(port),
+               "--reasoning-tokens", "3", "--answer-tokens", "4", "--rate", "0"]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=BASE_DIR, env=app_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline().decode()
+        assert f"127.0.0.1:{port}" in banner, banner + process.stdout.read(4000).decode()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            chunks, done = sse_chunks(client.post("/chat/completions", json=CHAT).content)
+        assert done
+        scenario = Scenario(reasoning_tokens=3, answer_tokens=4)
+        assert openai_text(chunks, "deepseek") == simulator.expected(scenario)
+    finally:
+        process.terminate()
+        process.wait(10)
