@@ -104,8 +104,12 @@ class LocalChannelLayer(BaseChannelLayer):
 
     group_send_local = group_send
 
-    async def group_send_remote(self, group: str, message: dict[str, Any]) -> None:
+    async def group_send_remote(
+        self, group: str, message: dict[str, Any], on_sent: Any = None
+    ) -> None:
         """Nothing: one process has no other processes."""
+        if on_sent is not None:
+            on_sent()
 
     remote = False  # (whether other processes exist to be told: see TeamChannelLayer)
 
@@ -134,23 +138,19 @@ class LocalChannelLayer(BaseChannelLayer):
 
 # --- several processes ----------------------------------------------------------------------
 
-GROUP = "r1chat.group"  # a group message for the local members of every other process
-DIRECT = "r1chat.direct"  # a message for one local channel of one process
+TEAM_GROUP = "r1chat.team"  # every process of an install listens here
+BATCH = "r1chat.batch"  # what one process sends the others in one tick
 PING = "r1chat.ping"  # a process's message to itself through Redis: is Redis there?
 LINK_DOWN = "layer.down"  # to every local channel: Redis is unreachable
+SEND_INTERVAL = 0.05  # seconds: what goes to other processes leaves together, in order
 PING_INTERVAL = 1.0  # seconds
 DOWN_AFTER = 3.0  # seconds without an answer to a ping
-REFRESH_GROUPS = 3.0  # seconds: memberships are written again (a restarted Redis lost them)
 
 
 def _hosts(hosts: Any) -> Any:
-    """A bare URL gets room to read past channels-redis's blocking pop (5 s, as redis-py's
-    default read timeout: an idle reader would time out) and a pool of more than redis-py's
-    100 connections."""
+    """A bare URL gets a pool of more than redis-py's 100 connections."""
     return [
-        {"address": host, "socket_timeout": 30, "max_connections": 1000}
-        if isinstance(host, str)
-        else host
+        {"address": host, "max_connections": 1000} if isinstance(host, str) else host
         for host in hosts or ["redis://localhost:6379"]
     ]
 
@@ -158,19 +158,20 @@ def _hosts(hosts: Any) -> Any:
 class TeamChannelLayer(LocalChannelLayer):
     """The local layer of one process, joined to the other processes through channels-redis.
 
-    Each process has one channel on a channels-redis layer (its public API only; by default
-    `RedisPubSubChannelLayer`, which bench/layers.py measured at a third of the CPU of
-    `RedisChannelLayer` for the same traffic and ~1 ms instead of hundreds of milliseconds of
-    delivery) and one task reading it. A group with members in this process has that channel as
-    its one member in Redis. A group send reaches the local members at once and, through Redis,
-    every other process with members, which hands it to its own (a process ignores its own group
-    messages coming back). A send to a channel of another process goes to that process's channel
-    with the name it is for.
+    Groups and channels live in each process's local layer. What a process sends to other
+    processes (the remote part of a group send, a send to another process's channel) waits in
+    one outbox and leaves every SEND_INTERVAL as one message, in order, to a group every process
+    of the install belongs to (`r1chat.team`) on a channels-redis layer, through its public API;
+    each process hands the items to its own members (and ignores its own batches). So Redis
+    carries a few messages a second per process however many streams run: a message per group
+    send saturated Redis's one connection for publishing at 50 streams (their Stop frames queued
+    behind the frames for tens of seconds). The channels-redis layer is `RedisPubSubChannelLayer`
+    by default (bench/layers.py: a third of the CPU of `RedisChannelLayer` for the same traffic).
 
     Every PING_INTERVAL the process sends itself a ping through Redis. When pings stop coming
-    back (or Redis refuses a command), every local channel is sent `layer.down`: the chat
-    sockets close, so tabs reconnect with backoff and catch up from a snapshot. The group
-    memberships are written again when pings come back, and every REFRESH_GROUPS.
+    back (or Redis refuses a command), every local channel is sent `layer.down` (the chat
+    sockets close, so tabs reconnect with backoff and catch up from a snapshot), and `down` is
+    true until pings come back.
     """
 
     remote = True
@@ -194,28 +195,33 @@ class TeamChannelLayer(LocalChannelLayer):
         )
         self.redis = self.make_redis()
         self.home: str | None = None  # this process's channel on Redis
-        self.tasks: list[asyncio.Task[None]] = []  # the reader and the watcher
-        self.remote_groups: dict[str, int] = {}  # group -> local members
+        self.tasks: list[asyncio.Task[None]] = []  # the reader, the sender and the watcher
+        self.outbox: list[list[Any]] = []  # [group, message, None] or [None, message, channel]
+        self.outbox_ready = asyncio.Event()
+        self.sent_callbacks: list[Any] = []  # called once the outbox as it is now has left
         self.down = False
         self.pong_at = 0.0
+        self.pongs: list[asyncio.Future[None]] = []
 
     async def _home(self) -> str:
         loop = asyncio.get_running_loop()
         if self.tasks and self.tasks[0].get_loop() is not loop:
             # Used from another event loop (a test, a management command): what belonged to
             # the old one cannot be used from this one, so Redis is joined afresh.
-            self.redis, self.home, self.tasks = self.make_redis(), None, []
-            self.remote_groups.clear()
+            self.redis, self.home, self.tasks, self.outbox = self.make_redis(), None, [], []
+            self.outbox_ready, self.pongs = asyncio.Event(), []
         if not self.tasks or any(task.done() for task in self.tasks):
             for task in self.tasks:
                 task.cancel()
             if self.home is None:
                 self.home = await self.redis.new_channel()
+                await self.redis.group_add(TEAM_GROUP, self.home)
                 # (local channel names are derived from the home channel: see `send`)
                 self.prefix = self.home + "."
             self.pong_at = loop.time()
             self.tasks = [
                 loop.create_task(self._read(), name="channel layer reader"),
+                loop.create_task(self._send_batches(), name="channel layer sender"),
                 loop.create_task(self._watch(), name="channel layer watcher"),
             ]
         assert self.home is not None
@@ -231,36 +237,8 @@ class TeamChannelLayer(LocalChannelLayer):
         if self.owns(channel):
             self.put(channel, message)
             return
-        home, dot, _rest = channel.rpartition(".")
-        if not dot:
-            raise ValueError(f"{channel!r} is not a channel of this layer")
-        await self.redis.send(home, {"type": DIRECT, "to": channel, "message": message})
-
-    async def group_add(self, group: str, channel: str) -> None:
-        home = await self._home()
-        await super().group_add(group, channel)
-        count = self.remote_groups.get(group, 0)
-        self.remote_groups[group] = count + 1
-        if not count:
-            try:
-                await self.redis.group_add(group, home)
-            except BaseException:
-                await self.group_discard(group, channel)
-                raise
-
-    async def group_discard(self, group: str, channel: str) -> None:
-        members = self.groups.get(group)
-        if members is None or channel not in members:
-            return
-        await super().group_discard(group, channel)
-        count = self.remote_groups.get(group, 0) - 1
-        if count > 0:
-            self.remote_groups[group] = count
-            return
-        self.remote_groups.pop(group, None)
-        if self.home is not None:
-            with contextlib.suppress(Exception):  # (it lapses with the connection or expiry)
-                await self.redis.group_discard(group, self.home)
+        self.require_valid_channel_name(channel)
+        self._post([None, message, channel])
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         self.group_put(group, message)
@@ -269,20 +247,53 @@ class TeamChannelLayer(LocalChannelLayer):
     async def group_send_local(self, group: str, message: dict[str, Any]) -> None:
         self.group_put(group, message)
 
-    async def group_send_remote(self, group: str, message: dict[str, Any]) -> None:
-        """Only to the members in other processes."""
+    async def group_send_remote(
+        self, group: str, message: dict[str, Any], on_sent: Any = None
+    ) -> None:
+        """Only to the members in other processes (with the next batch); `on_sent()` is
+        called once the batch has gone to Redis."""
+        assert isinstance(message, dict), "message is not a dict"
+        await self._home()
+        self._post([group, message, None])
+        if on_sent is not None:
+            self.sent_callbacks.append(on_sent)
+
+    def _post(self, item: list[Any]) -> None:
+        self.outbox.append(item)
+        self.outbox_ready.set()
+
+    async def ping(self, timeout: float = 2.0) -> None:
+        """Return once a message to this process went through Redis and back."""
         home = await self._home()
-        await self.redis.group_send(
-            group, {"type": GROUP, "group": group, "origin": home, "message": message}
-        )
+        pong = asyncio.get_running_loop().create_future()
+        self.pongs.append(pong)
+        await self.redis.send(home, {"type": PING})
+        await asyncio.wait_for(pong, timeout)
 
     # --- the process's channel on Redis ---
 
-    async def _read(self) -> None:
-        """Hand what Redis brings to this process's channels, for the life of the process.
+    async def _send_batches(self) -> None:
+        """The outbox, every SEND_INTERVAL, as one message to every process."""
+        assert self.home is not None
+        while True:
+            await self.outbox_ready.wait()
+            await asyncio.sleep(SEND_INTERVAL)
+            self.outbox_ready.clear()
+            items, self.outbox = self.outbox, []
+            callbacks, self.sent_callbacks = self.sent_callbacks, []
+            try:
+                await self.redis.group_send(
+                    TEAM_GROUP, {"type": BATCH, "origin": self.home, "items": items}
+                )
+            except Exception as exc:
+                # Lost with Redis; the tabs that missed them take a snapshot once it is back.
+                self._lost(exc)
+                continue
+            for callback in callbacks:
+                callback()
 
-        Never cancelled while it reads (a channels-redis receive cancelled with a message on
-        its way may lose that message)."""
+    async def _read(self) -> None:
+        """Hand what Redis brings to this process's channels, for the life of the process."""
         assert self.home is not None
         delay = 0.2
         while True:
@@ -298,33 +309,31 @@ class TeamChannelLayer(LocalChannelLayer):
             delay = 0.2
             if envelope.get("type") == PING:
                 self.pong_at = asyncio.get_running_loop().time()
-                continue
-            self._deliver(envelope)
+                if self.down:
+                    logger.warning("channel layer: Redis is back")
+                    self.down = False
+                pongs, self.pongs = self.pongs, []
+                for pong in pongs:
+                    if not pong.done():
+                        pong.set_result(None)
+            elif envelope.get("type") == BATCH and envelope.get("origin") != self.home:
+                self._deliver(envelope.get("items") or [])
 
     async def _watch(self) -> None:
         """Ping this process through Redis; say when Redis goes and comes back."""
         assert self.home is not None
         loop = asyncio.get_running_loop()
-        refreshed = loop.time()
         while True:
             await asyncio.sleep(PING_INTERVAL)
             try:
                 await self.redis.send(self.home, {"type": PING})
+                # (the team group again: a restarted Redis forgot it; a no-op otherwise)
+                await self.redis.group_add(TEAM_GROUP, self.home)
             except Exception as exc:
                 self._lost(exc)
                 continue
-            now = loop.time()
-            if now - self.pong_at > DOWN_AFTER:
-                self._lost(TimeoutError(f"no answer through Redis for {now - self.pong_at:.0f} s"))
-            elif self.down or now - refreshed >= REFRESH_GROUPS:
-                if self.down:
-                    logger.warning("channel layer: Redis is back")
-                    self.down = False
-                try:
-                    await self._join_again()
-                    refreshed = now
-                except Exception as exc:
-                    self._lost(exc)
+            if loop.time() - self.pong_at > DOWN_AFTER:
+                self._lost(TimeoutError("no answer through Redis"))
 
     def _lost(self, exc: BaseException) -> None:
         if not self.down:
@@ -332,23 +341,17 @@ class TeamChannelLayer(LocalChannelLayer):
             self.down = True
             self._tell_local({"type": LINK_DOWN})
 
-    def _deliver(self, envelope: dict[str, Any]) -> None:
-        kind = envelope.get("type")
-        message = envelope.get("message")
-        if not isinstance(message, dict):
-            return
-        if kind == GROUP and envelope.get("origin") != self.home:
-            self.group_put(str(envelope.get("group")), message)
-        elif kind == DIRECT:
-            try:
-                self.put(str(envelope.get("to")), message)
-            except (ChannelFull, ValueError):
-                logger.warning("dropped a %s message for %s", message.get("type"), envelope["to"])
-
-    async def _join_again(self) -> None:
-        assert self.home is not None
-        for group in list(self.remote_groups):
-            await self.redis.group_add(group, self.home)
+    def _deliver(self, items: list[Any]) -> None:
+        for group, message, channel in items:
+            if not isinstance(message, dict):
+                continue
+            if group is not None:
+                self.group_put(str(group), message)
+            elif self.owns(str(channel)):
+                try:
+                    self.put(str(channel), message)
+                except ChannelFull:
+                    logger.warning("dropped a %s message for %s", message.get("type"), channel)
 
     def _tell_local(self, message: dict[str, Any]) -> None:
         for channel in self.local_channels():
@@ -357,7 +360,7 @@ class TeamChannelLayer(LocalChannelLayer):
 
     async def flush(self) -> None:
         await super().flush()
-        self.remote_groups.clear()
+        self.outbox = []
         await self.redis.flush()
 
     async def close(self) -> None:

@@ -30,7 +30,7 @@ RELAYED = frozenset(
 )  # fmt: skip
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_REVOKED = 4403
-CLOSE_TRY_AGAIN = 1013  # the channel layer (Redis) is down: the tab reconnects with backoff
+CLOSE_TRY_AGAIN = 4503  # the channel layer (Redis) is down: the tab reconnects with backoff
 
 
 def _limits() -> tuple[int, float, int]:
@@ -74,9 +74,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
         try:
+            if getattr(self.channel_layer, "down", False):
+                raise ConnectionError("Redis is unreachable")
             await self.channel_layer.group_add(actions.user_group(self.user.pk), self.channel_name)
         except Exception as exc:
-            logger.warning("chat socket refused: the channel layer failed: %s", exc)
+            # Accepted, then closed with "try again later": the page reconnects with backoff.
+            logger.warning("chat socket closed: the channel layer failed: %s", exc)
+            await self.accept()
             await self.close(code=CLOSE_TRY_AGAIN)
             return
         self.user_group = actions.user_group(self.user.pk)
@@ -84,7 +88,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         # that run generations themselves.
         ensure_maintenance()
         await self.accept()
-        await catalog.warm()  # the model lists, before this tab's first question needs them
+        try:
+            await catalog.warm()  # the model lists, before this tab's first question needs them
+        except Exception as exc:  # (the shared cache is down: a question will say so)
+            logger.warning("could not look up the model lists: %s", exc)
 
     async def disconnect(self, code: int) -> None:
         for timer in self.snapshot_timers.values():

@@ -42,9 +42,9 @@ logger = logging.getLogger(__name__)
 FRAME_INTERVAL = float(getattr(settings, "R1CHAT_FRAME_INTERVAL", 0.04))
 # Rendering a text's open last block again takes at most this share of one core per stream
 # (its next rendering waits its CPU time / RENDER_SHARE), and the page's HTML of a text is never
-# older than RENDER_AT_LEAST_EVERY. A short paragraph (~0.2 ms) is rendered ~15 times a second,
+# older than RENDER_AT_LEAST_EVERY. A short paragraph (~0.1 ms) is rendered ~10 times a second,
 # a long table less often; finished blocks are rendered once whatever their size.
-RENDER_SHARE = float(getattr(settings, "R1CHAT_RENDER_SHARE", 0.005))
+RENDER_SHARE = float(getattr(settings, "R1CHAT_RENDER_SHARE", 0.001))
 RENDER_AT_LEAST_EVERY = 0.5
 REMOTE_INTERVAL = float(getattr(settings, "R1CHAT_REMOTE_FRAME_INTERVAL", 0.2))
 PERSIST_INTERVAL = 1.0
@@ -372,10 +372,16 @@ class GenerationRunner:
 
     async def _send_remote(self) -> None:
         frame = self.remote_delta.take()
-        self.shared = (self.answer.size, self.reasoning.size)
-        if frame is not None:
+        sizes = (self.answer.size, self.reasoning.size)
+
+        def sent() -> None:
+            self.shared = (max(self.shared[0], sizes[0]), max(self.shared[1], sizes[1]))
+
+        if frame is None:
+            sent()
+        else:
             try:
-                await self.layer.group_send_remote(self.group, frame)
+                await self.layer.group_send_remote(self.group, frame, on_sent=sent)
             except Exception as exc:
                 # Redis is down: tabs elsewhere resubscribe and take a snapshot once it is back.
                 logger.info("could not send a delta of %s to other processes: %s",
