@@ -372,7 +372,12 @@ if HTTPS:
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env_int("R1CHAT_HSTS_SECONDS", 60 * 60 * 24 * 365)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = env_bool("R1CHAT_HSTS_PRELOAD", True)
+    # Preloading is opt-in: once browsers ship the domain in their preload list, every
+    # subdomain is HTTPS-only for months, and removal is slow. Off, Django's deploy check
+    # (security.W021, "SECURE_HSTS_PRELOAD is not True") says so; that is the choice made here.
+    SECURE_HSTS_PRELOAD = env_bool("R1CHAT_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS.append("security.W021")
 if TRUSTED_PROXY_COUNT:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = True
