@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,21 @@ def _clear_cache() -> None:
     cache.clear()
 
 
-# The bundled model simulator (no Django needed, so importing it here is cheap).
-from collections.abc import Iterator  # noqa: E402
+@pytest.fixture(autouse=True)
+def _reset_language() -> Iterator[None]:
+    """Every test starts and ends in the default language.
 
+    A request through LocaleMiddleware (or a test's own `activate`) leaves its language active
+    in the thread; the next test's gettext would answer in it.
+    """
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()
+
+
+# The bundled model simulator (no Django needed, so importing it here is cheap).
 from conversations.simulator import Simulator  # noqa: E402
 
 
