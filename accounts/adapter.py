@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
-from . import signup_modes
+from . import attempts, signup_modes
 from .access import needs_approval
 from .limits import guard_send
 from .phones import normalize_phone, try_normalize_phone
@@ -110,10 +110,25 @@ class AccountAdapter(DefaultAccountAdapter):
             return None
         return get_user_model().objects.filter(phone=normalized).first()
 
+    # --- codes -----------------------------------------------------------------------------
+    # Every code allauth makes is registered for the shared count of tries (accounts.attempts);
+    # no two live codes are equal, so a code names one sending.
+    def generate_login_code(self) -> str:
+        return attempts.issue_unique(super().generate_login_code)
+
+    def generate_password_reset_code(self) -> str:
+        return attempts.issue_unique(super().generate_password_reset_code)
+
+    def generate_phone_verification_code(self, *, user: Any, phone: str) -> str:
+        parent = super().generate_phone_verification_code
+        return attempts.issue_unique(lambda: parent(user=user, phone=phone), phone)
+
     # --- sending ---------------------------------------------------------------------------
     def send_mail(self, template_prefix: str, email: str, context_: dict[str, Any]) -> None:
         if template_prefix in GUARDED_MAILS and context.request is not None:
             guard_send(context.request, channel="email", recipient=email)
+        if context_.get("code") and template_prefix.startswith("account/email/"):
+            attempts.note_recipient(str(context_["code"]), email)
         super().send_mail(template_prefix, email, context_)
 
     def deliver_sms(
@@ -130,6 +145,7 @@ class AccountAdapter(DefaultAccountAdapter):
             send_sms(phone, message, template_params=template_params)
 
     def send_verification_code_sms(self, user: Any, phone: str, code: str, **kwargs: Any) -> None:
+        attempts.note_recipient(code, phone)
         text = _("Your r1chat code is %(code)s. Do not share it with anyone.") % {"code": code}
         self.deliver_sms(phone, text, template_params={"code": code})
 

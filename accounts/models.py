@@ -146,3 +146,28 @@ class SmsDailyCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.key[:8]}: {self.count}"
+
+
+class IssuedCode(models.Model):
+    """One live one-time code, whichever flow sent it, and how often it was tried.
+
+    allauth counts wrong codes in the session, and so did the project's own codes: requests
+    running at the same time each read the count before any of them wrote it back, so one code
+    could be tried dozens of times. This row is the count every request shares: a try is
+    allowed only by an atomic ``UPDATE … SET attempts = attempts + 1 WHERE attempts < limit``
+    (accounts.attempts). Codes are stored as a keyed hash, never in clear; two live codes are
+    never equal, so the hash names one code sent to one address.
+    """
+
+    key = models.CharField(max_length=64, unique=True)
+    # Keyed hash of the address the code went to (per-account limit on tries); "" until sent.
+    recipient = models.CharField(max_length=64, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = _("one-time code")
+        verbose_name_plural = _("one-time codes")
+
+    def __str__(self) -> str:
+        return f"{self.key[:8]}: {self.attempts}"

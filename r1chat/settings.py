@@ -216,8 +216,11 @@ LOGIN_REDIRECT_URL = "home"
 ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
 ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 ACCOUNT_FORMS = {
+    "confirm_login_code": "accounts.forms.ConfirmLoginCodeForm",
+    "confirm_password_reset_code": "accounts.forms.ConfirmPasswordResetCodeForm",
     "login": "accounts.forms.LoginForm",
     "signup": "accounts.forms.SignupForm",
+    "verify_phone": "accounts.forms.VerifyPhoneForm",
     "request_login_code": "accounts.forms.RequestLoginCodeForm",
     "reset_password": "accounts.forms.ResetPasswordForm",
 }
@@ -265,6 +268,10 @@ R1CHAT_ALLOWED_EMAIL_DOMAINS = [
 # Codes: lifetime, and the wait before another code may be sent to the same address.
 R1CHAT_CODE_TIMEOUT = env_int("R1CHAT_CODE_TIMEOUT", 600)
 R1CHAT_CODE_RESEND_SECONDS = env_int("R1CHAT_CODE_RESEND_SECONDS", 60)
+# Tries at codes (any flow), counted in the cache: (tries, seconds) per client address and per
+# address a code went to. Each code also dies after 3 tries, counted in the database.
+R1CHAT_CODE_TRIES_PER_IP = (env_int("R1CHAT_CODE_TRIES_PER_IP", 30), 300)
+R1CHAT_CODE_TRIES_PER_RECIPIENT = (env_int("R1CHAT_CODE_TRIES_PER_RECIPIENT", 10), 300)
 
 # --- SMS ------------------------------------------------------------------------------------
 # Phone numbers without a country code are read in this region (ISO 3166, e.g. CN, US).
