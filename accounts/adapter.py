@@ -10,12 +10,13 @@ from allauth.core import context
 from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.sites.shortcuts import get_current_site
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
-from . import attempts, signup_modes
+from . import attempts, outbox, signup_modes
 from .access import needs_approval
 from .limits import guard_send
 from .phones import normalize_phone, try_normalize_phone
@@ -129,7 +130,12 @@ class AccountAdapter(DefaultAccountAdapter):
             guard_send(context.request, channel="email", recipient=email)
         if context_.get("code") and template_prefix.startswith("account/email/"):
             attempts.note_recipient(str(context_["code"]), email)
-        super().send_mail(template_prefix, email, context_)
+        # As allauth's send_mail, but the message is sent off the request path (accounts.outbox).
+        request = context.request
+        full = {"request": request, "email": email, "current_site": get_current_site(request)}
+        full.update(context_)
+        message = self.render_mail(template_prefix, email, full)
+        outbox.defer("mail", message.send)
 
     def deliver_sms(
         self,
@@ -142,7 +148,7 @@ class AccountAdapter(DefaultAccountAdapter):
         """Every SMS goes here: resend delay, country allowlist and daily budget first."""
         guard_send(context.request, channel="phone", recipient=phone)
         if send:
-            send_sms(phone, message, template_params=template_params)
+            outbox.defer("text message", send_sms, phone, message, template_params=template_params)
 
     def send_verification_code_sms(self, user: Any, phone: str, code: str, **kwargs: Any) -> None:
         attempts.note_recipient(code, phone)

@@ -13,6 +13,7 @@ from allauth.account.internal.userkit import filter_users_by_email
 from allauth.core import context
 from django import forms
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 
@@ -86,6 +87,13 @@ class SignupForm(allauth_forms.SignupForm):
         if filter_users_by_email(email):
             self.account_already_exists = True
         return email
+
+    def try_save(self, request: Any) -> Any:
+        if self.account_already_exists:
+            # The same work as a new account (hashing the password is most of it), so that the
+            # answer's timing does not tell that the address is taken. The hash is thrown away.
+            make_password(self.cleaned_data.get("password1"))
+        return super().try_save(request)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

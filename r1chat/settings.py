@@ -268,6 +268,9 @@ R1CHAT_ALLOWED_EMAIL_DOMAINS = [
 # Codes: lifetime, and the wait before another code may be sent to the same address.
 R1CHAT_CODE_TIMEOUT = env_int("R1CHAT_CODE_TIMEOUT", 600)
 R1CHAT_CODE_RESEND_SECONDS = env_int("R1CHAT_CODE_RESEND_SECONDS", 60)
+# Mail and SMS are sent by a few background threads, off the request path (accounts.outbox).
+R1CHAT_SEND_IN_BACKGROUND = env_bool("R1CHAT_SEND_IN_BACKGROUND", True)
+R1CHAT_SEND_WORKERS = env_int("R1CHAT_SEND_WORKERS", 4)
 # Tries at codes (any flow), counted in the cache: (tries, seconds) per client address and per
 # address a code went to. Each code also dies after 3 tries, counted in the database.
 R1CHAT_CODE_TRIES_PER_IP = (env_int("R1CHAT_CODE_TRIES_PER_IP", 30), 300)
