@@ -2,19 +2,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from allauth.account.admin import EmailAddressAdmin as BaseEmailAddressAdmin
+from allauth.account.models import EmailAddress
 from django.contrib import admin, messages
+from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from r1chat.adminkit import NotFoundOnBadId
+
 from .models import Invitation, User
 
 
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
+class UserAdmin(NotFoundOnBadId, BaseUserAdmin):
     list_display = (
         "username",
         "email",
@@ -49,7 +55,7 @@ class UserAdmin(BaseUserAdmin):
 
 
 @admin.register(Invitation)
-class InvitationAdmin(admin.ModelAdmin):
+class InvitationAdmin(NotFoundOnBadId, admin.ModelAdmin):
     list_display = ("__str__", "invite_link", "created_by", "created_at", "expires_at", "used_by")
     list_filter = ("created_at", "expires_at")
     search_fields = ("note", "token")
@@ -79,3 +85,19 @@ class InvitationAdmin(admin.ModelAdmin):
         self.message_user(
             request, _("Send this sign-up link: %(url)s") % {"url": url}, messages.INFO
         )
+
+
+# The admins of Django's groups and allauth's email addresses, with the same 404 for an id
+# that names no object (r1chat.adminkit).
+admin.site.unregister(Group)
+admin.site.unregister(EmailAddress)
+
+
+@admin.register(Group)
+class GroupAdmin(NotFoundOnBadId, BaseGroupAdmin):
+    pass
+
+
+@admin.register(EmailAddress)
+class EmailAddressAdmin(NotFoundOnBadId, BaseEmailAddressAdmin):
+    pass

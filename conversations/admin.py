@@ -14,6 +14,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import (
@@ -38,6 +39,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
+from r1chat.adminkit import NotFoundOnBadId, object_or_404
 from review.access import can_review
 from review.models import Feedback, ReviewAudit
 
@@ -188,7 +190,7 @@ def _health_line(name: str, result: dict[str, Any]) -> str:
 
 
 @admin.register(Backend)
-class BackendAdmin(admin.ModelAdmin):
+class BackendAdmin(NotFoundOnBadId, admin.ModelAdmin):
     form = BackendForm
     list_display = (
         "name",
@@ -424,7 +426,7 @@ def _token_sum(key: str) -> Subquery:
 
 
 @admin.register(Conversation)
-class ConversationAdmin(ReviewAccessMixin, admin.ModelAdmin):
+class ConversationAdmin(ReviewAccessMixin, NotFoundOnBadId, admin.ModelAdmin):
     list_display = (
         "review_link",
         "owner",
@@ -551,7 +553,7 @@ class ConversationAdmin(ReviewAccessMixin, admin.ModelAdmin):
         # The generic form would show the thread unaudited: every opening goes through review.
         if not can_review(request.user):
             raise PermissionDenied
-        conversation = get_object_or_404(Conversation, pk=object_id)
+        conversation = object_or_404(Conversation.objects.all(), unquote(object_id))
         return HttpResponseRedirect(_review_url(conversation.uuid))
 
     def history_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
@@ -559,7 +561,7 @@ class ConversationAdmin(ReviewAccessMixin, admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(ReviewAccessMixin, admin.ModelAdmin):
+class MessageAdmin(ReviewAccessMixin, NotFoundOnBadId, admin.ModelAdmin):
     """Messages by status, model and error, without their text (that is in the review page)."""
 
     list_display = (
@@ -602,7 +604,7 @@ class MessageAdmin(ReviewAccessMixin, admin.ModelAdmin):
     def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
         if not can_review(request.user):
             raise PermissionDenied
-        message = get_object_or_404(Message.objects.select_related("conversation"), pk=object_id)
+        message = object_or_404(Message.objects.select_related("conversation"), unquote(object_id))
         return HttpResponseRedirect(f"{_review_url(message.conversation.uuid)}#m-{message.uuid}")
 
     def history_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
@@ -13,6 +14,8 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+
+from r1chat.adminkit import NotFoundOnBadId, object_or_404
 
 from . import views
 from .access import can_review
@@ -33,7 +36,7 @@ def _review_link(conversation_uuid: Any, title: str) -> str:
     )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(NotFoundOnBadId, admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -105,7 +108,7 @@ class FeedbackAdmin(ReadOnlyAdmin):
 
 
 @admin.register(UserQuota)
-class UserQuotaAdmin(admin.ModelAdmin):
+class UserQuotaAdmin(NotFoundOnBadId, admin.ModelAdmin):
     list_display = ("user", "daily_tokens", "effective_quota", "used_today", "note", "updated_at")
     search_fields = ("user__username", "user__email", "user__phone", "note")
     autocomplete_fields = ("user",)
@@ -150,4 +153,9 @@ class UsageRecordAdmin(ReadOnlyAdmin):
         return views.usage_csv(request, model_admin=self)
 
     def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
+        if not self.has_view_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        object_or_404(UsageRecord.objects.all(), unquote(object_id))
         return self.changelist_view(request)
