@@ -19,7 +19,7 @@ from r1chat.adminkit import NotFoundOnBadId, object_or_404
 
 from . import views
 from .access import can_review
-from .models import Feedback, ReviewAudit, UsageRecord, UserQuota
+from .models import AdminAudit, Feedback, ReviewAudit, UsageRecord, UserQuota
 from .quota import daily_quota
 from .usage import tokens_used_on
 
@@ -63,6 +63,32 @@ class ReviewAuditAdmin(ReadOnlyAdmin):
         if entry.conversation_id is None:
             return entry.conversation_title or str(entry.conversation_uuid)
         return _review_link(entry.conversation_uuid, entry.conversation_title)
+
+
+def _is_superuser(request: HttpRequest) -> bool:
+    user = request.user
+    return bool(user.is_active and user.is_superuser)
+
+
+@admin.register(AdminAudit)
+class AdminAuditAdmin(ReadOnlyAdmin):
+    """Listings and searches of everyone's conversations, backends moved: superusers only."""
+
+    list_display = ("at", "actor_name", "action", "search", "summary", "ip_address")
+    list_filter = ("action", "at")
+    search_fields = ("actor_name", "search")
+    date_hierarchy = "at"
+    actions = None
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return _is_superuser(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _is_superuser(request)
+
+    @admin.display(description=gettext_lazy("details"))
+    def summary(self, entry: AdminAudit) -> str:
+        return ", ".join(f"{key}={value}" for key, value in sorted(entry.details.items()))
 
 
 @admin.register(Feedback)

@@ -9,6 +9,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from r1chat.text import CleanCharField
+
 
 class ReviewAudit(models.Model):
     """One opening or export of someone's conversation by a reviewer. Never edited or deleted."""
@@ -55,6 +57,40 @@ class ReviewAudit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reviewer_name} {self.action} {self.conversation_uuid}"
+
+
+class AdminAudit(models.Model):
+    """What staff did in the admin that no single owner's audit shows: listing and searching
+    everyone's conversations (with the search terms), and moving a backend (its API key with
+    it or not) to another server. Read by superusers; never edited or deleted."""
+
+    class Action(models.TextChoices):
+        LIST_CONVERSATIONS = "list_conversations", _("listed or searched conversations")
+        LIST_MESSAGES = "list_messages", _("listed or searched messages")
+        BACKEND_MOVED = "backend_moved", _("pointed a backend at another server")
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("staff member"),
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    actor_name = models.CharField(_("staff member name"), max_length=150)
+    action = models.CharField(_("action"), max_length=24, choices=Action.choices)
+    search = CleanCharField(_("search terms"), max_length=500, blank=True)
+    # Filters, page, or for a backend: its name, old and new server, what became of its key.
+    details = models.JSONField(_("details"), default=dict, blank=True)
+    at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+    ip_address = models.GenericIPAddressField(_("from address"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = _("admin audit entry")
+        verbose_name_plural = _("admin audit log")
+
+    def __str__(self) -> str:
+        return f"{self.actor_name} {self.action}"
 
 
 class Feedback(models.Model):
