@@ -41,7 +41,7 @@ class UserAdmin(NotFoundOnBadId, BaseUserAdmin):
             {"fields": ("approved", "language", "theme", "chat_defaults")},
         ),
     )
-    actions = ["approve"]
+    actions = ["approve", "deactivate"]
 
     @admin.action(description=_("Approve the selected accounts"), permissions=["change"])
     def approve(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
@@ -49,6 +49,17 @@ class UserAdmin(NotFoundOnBadId, BaseUserAdmin):
         self.message_user(
             request,
             ngettext("%(count)d account approved.", "%(count)d accounts approved.", count)
+            % {"count": count},
+            messages.SUCCESS,
+        )
+
+    @admin.action(description=_("Deactivate the selected accounts"), permissions=["change"])
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        # One UPDATE: UserQuerySet.update closes their sockets and stops their answers.
+        count = queryset.filter(is_active=True).exclude(pk=request.user.pk).update(is_active=False)
+        self.message_user(
+            request,
+            ngettext("%(count)d account deactivated.", "%(count)d accounts deactivated.", count)
             % {"count": count},
             messages.SUCCESS,
         )

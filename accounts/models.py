@@ -6,7 +6,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
-from django.db import models
+from django.contrib.auth.models import UserManager as DjangoUserManager
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
@@ -26,8 +27,47 @@ class Theme(models.TextChoices):
     DARK = "dark", _("Dark")
 
 
+#: Fields whose change ends a user's sessions and sockets (accounts.signals).
+ACCESS_FIELDS = ("password", "is_active", "session_epoch")
+
+
+class UserQuerySet(models.QuerySet["User"]):
+    def update(self, **kwargs: Any) -> int:
+        """As QuerySet.update; an update of access fields closes the users' sockets after
+        commit, and deactivation also stops their answers: what saving one user does
+        (accounts.signals), for an admin bulk action, a queryset update or bulk_update."""
+        if not set(kwargs) & set(ACCESS_FIELDS):
+            return super().update(**kwargs)
+        from .access import close_user_sockets
+
+        with transaction.atomic(using=self.db):
+            before = dict(self.values_list("pk", "is_active"))
+            rows = super().update(**kwargs)
+            now_inactive = set(
+                self.model._default_manager.using(self.db)
+                .filter(pk__in=list(before), is_active=False)
+                .values_list("pk", flat=True)
+            )
+        other_fields = set(kwargs) - {"is_active"}
+        deactivated = {pk for pk, active in before.items() if active and pk in now_inactive}
+        revoked = set(before) if other_fields else deactivated
+
+        def close() -> None:
+            for user_id in sorted(revoked):
+                close_user_sockets(user_id, stop_generations=user_id in deactivated)
+
+        transaction.on_commit(close, using=self.db)
+        return rows
+
+
+class UserManager(DjangoUserManager.from_queryset(UserQuerySet)):  # type: ignore[misc]
+    pass
+
+
 class User(AbstractUser):
     """A person who chats. Signs up with an email address or a phone number (or both)."""
+
+    objects = UserManager()
 
     # Null rather than "" so that the unique constraints allow many users without one.
     email = models.EmailField(_("email address"), unique=True, null=True, blank=True)
