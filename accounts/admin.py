@@ -14,13 +14,13 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from r1chat.adminkit import NotFoundOnBadId
+from r1chat.adminkit import ProjectAdmin
 
 from .models import Invitation, User
 
 
 @admin.register(User)
-class UserAdmin(NotFoundOnBadId, BaseUserAdmin):
+class UserAdmin(ProjectAdmin, BaseUserAdmin):
     list_display = (
         "username",
         "email",
@@ -66,7 +66,7 @@ class UserAdmin(NotFoundOnBadId, BaseUserAdmin):
 
 
 @admin.register(Invitation)
-class InvitationAdmin(NotFoundOnBadId, admin.ModelAdmin):
+class InvitationAdmin(ProjectAdmin, admin.ModelAdmin):
     list_display = ("__str__", "invite_link", "created_by", "created_at", "expires_at", "used_by")
     list_filter = ("created_at", "expires_at")
     search_fields = ("note", "token")
@@ -105,10 +105,10 @@ admin.site.unregister(EmailAddress)
 
 
 @admin.register(Group)
-class GroupAdmin(NotFoundOnBadId, BaseGroupAdmin):
+class GroupAdmin(ProjectAdmin, BaseGroupAdmin):
     pass
 
 
 @admin.register(EmailAddress)
-class EmailAddressAdmin(NotFoundOnBadId, BaseEmailAddressAdmin):
+class EmailAddressAdmin(ProjectAdmin, BaseEmailAddressAdmin):
     pass

@@ -12,6 +12,8 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
 
+from r1chat.text import CleanCharField, CleanJSONField
+
 #: Default chat settings of a new account (the account page edits them).
 CHAT_DEFAULTS: dict[str, Any] = {
     "temperature": 0.6,
@@ -89,7 +91,7 @@ class User(AbstractUser):
         default=True,
         help_text=_("In approval mode, new accounts wait for an administrator to approve them."),
     )
-    chat_defaults = models.JSONField(_("default chat settings"), default=dict, blank=True)
+    chat_defaults = CleanJSONField(_("default chat settings"), default=dict, blank=True)
     # Bumped by "sign out everywhere": part of the session hash, so every session ends.
     session_epoch = models.PositiveIntegerField(default=0, editable=False)
 
@@ -133,7 +135,7 @@ class Invitation(models.Model):
     """A one-time sign-up link for invite-only mode, made by an administrator."""
 
     token = models.CharField(_("token"), max_length=64, unique=True, default=_new_token)
-    note = models.CharField(
+    note = CleanCharField(
         _("note"), max_length=200, blank=True, help_text=_("Who the invitation is for.")
     )
     created_by = models.ForeignKey(

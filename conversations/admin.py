@@ -40,7 +40,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
-from r1chat.adminkit import NotFoundOnBadId, object_or_404
+from r1chat.adminkit import ProjectAdmin, object_or_404
 from review.access import can_review
 from review.audit import record_admin_action
 from review.models import AdminAudit, Feedback, ReviewAudit
@@ -240,7 +240,7 @@ def _health_line(name: str, result: dict[str, Any]) -> str:
 
 
 @admin.register(Backend)
-class BackendAdmin(NotFoundOnBadId, admin.ModelAdmin):
+class BackendAdmin(ProjectAdmin, admin.ModelAdmin):
     form = BackendForm
     list_display = (
         "name",
@@ -496,7 +496,7 @@ def _token_sum(key: str) -> Subquery:
 
 
 @admin.register(Conversation)
-class ConversationAdmin(ReviewAccessMixin, NotFoundOnBadId, admin.ModelAdmin):
+class ConversationAdmin(ReviewAccessMixin, ProjectAdmin, admin.ModelAdmin):
     list_display = (
         "review_link",
         "owner",
@@ -635,7 +635,7 @@ class ConversationAdmin(ReviewAccessMixin, NotFoundOnBadId, admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(ReviewAccessMixin, NotFoundOnBadId, admin.ModelAdmin):
+class MessageAdmin(ReviewAccessMixin, ProjectAdmin, admin.ModelAdmin):
     """Messages by status, model and error, without their text (that is in the review page)."""
 
     list_display = (

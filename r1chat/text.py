@@ -8,9 +8,11 @@ fields edited in the admin — goes through :func:`clean_text` first:
 - U+0000 is replaced with U+FFFD (the replacement character), so the reader sees that something
   was there and the text keeps its length; nothing else changes.
 
-Model fields do it for every write (``CleanTextField`` and ``CleanCharField`` below call it in
-``get_prep_value``: ``save()``, ``update()``, ``bulk_create()`` and lookups); code that writes
-raw SQL, or reads user input into a query without a model field, calls it itself.
+Model fields do it for every write (``CleanTextField``, ``CleanCharField`` and, for every string
+in a JSON value, keys included, ``CleanJSONField`` call it in ``get_prep_value``: ``save()``,
+``update()``, ``bulk_create()`` and exact lookups). Code that writes raw SQL, or puts user input
+into a pattern lookup (``icontains``, which does not prepare its value through the field),
+calls it itself.
 """
 
 from __future__ import annotations
@@ -48,3 +50,22 @@ class CleanCharField(models.CharField):
     def get_prep_value(self, value: Any) -> Any:
         value = super().get_prep_value(value)
         return clean_text(value) if isinstance(value, str) else value
+
+
+def clean_json(value: Any) -> Any:
+    """``value`` with :func:`clean_text` applied to every string in it, keys included."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_json(key): clean_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_json(item) for item in value]
+    return value
+
+
+class CleanJSONField(models.JSONField):
+    """A JSONField whose strings go through :func:`clean_text` (PostgreSQL's jsonb refuses
+    ``\\u0000`` as its text does)."""
+
+    def get_prep_value(self, value: Any) -> Any:
+        return super().get_prep_value(clean_json(value))

@@ -15,7 +15,7 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from r1chat.adminkit import NotFoundOnBadId, object_or_404
+from r1chat.adminkit import ProjectAdmin, object_or_404
 
 from . import views
 from .access import can_review
@@ -36,7 +36,7 @@ def _review_link(conversation_uuid: Any, title: str) -> str:
     )
 
 
-class ReadOnlyAdmin(NotFoundOnBadId, admin.ModelAdmin):
+class ReadOnlyAdmin(ProjectAdmin, admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -134,7 +134,7 @@ class FeedbackAdmin(ReadOnlyAdmin):
 
 
 @admin.register(UserQuota)
-class UserQuotaAdmin(NotFoundOnBadId, admin.ModelAdmin):
+class UserQuotaAdmin(ProjectAdmin, admin.ModelAdmin):
     list_display = ("user", "daily_tokens", "effective_quota", "used_today", "note", "updated_at")
     search_fields = ("user__username", "user__email", "user__phone", "note")
     autocomplete_fields = ("user",)

@@ -105,6 +105,7 @@ def test_taken_and_new_addresses_get_the_same_answer(
             assert len(sms.outbox) == 1
             assert sms.outbox[0]["phone"] == value
             assert sent_from and all(name.startswith("r1chat-send") for name in sent_from)
+
     def without_tokens(html: str) -> str:
         return re.sub(r'value="[^"]{20,}"', 'value="TOKEN"', html)
 
