@@ -7,6 +7,10 @@
   ``{"type": "user.revoked"}`` through the channel-layer group ``user.<id>``; the chat consumer
   joins that group and closes on it. Called on sign-out, deactivation, password change or
   reset, "sign out everywhere" and account deletion.
+- ``close_user_sockets(user_id, stop_generations=True)`` (deactivation, one account or a
+  queryset at once): the user's running answers are stopped too, as Stop in a tab stops them
+  (``conversations.turns.actions.stop_generation``: the runner in this process, or in another one
+  through the conversation's control group).
 """
 
 from __future__ import annotations
@@ -84,8 +88,37 @@ def _message() -> dict[str, str]:
     return {"type": REVOKED_EVENT}
 
 
-def close_user_sockets(user_id: int) -> None:
-    """Tell every open socket of this user to close (sync; safe inside an event loop too)."""
+def _running_answers(user_id: int) -> list[Any]:
+    """The ids of this user's answers still streaming."""
+    from conversations.models import Message
+
+    return list(
+        Message.objects.filter(
+            conversation__owner_id=user_id, status=Message.Status.STREAMING
+        ).values_list("uuid", flat=True)
+    )
+
+
+async def _revoke(layer: Any, user_id: int, answers: list[Any]) -> None:
+    await layer.group_send(user_group(user_id), _message())
+    if not answers:
+        return
+    from conversations.turns.actions import stop_generation
+
+    for message_uuid in answers:
+        # What Stop in a tab does: the runner in this process, or its control group elsewhere.
+        try:
+            await stop_generation(user_id, message_uuid)
+        except Exception:
+            logger.exception("Could not stop an answer of user %s", user_id)
+
+
+def close_user_sockets(user_id: int, *, stop_generations: bool = False) -> None:
+    """Tell every open socket of this user to close (sync; safe inside an event loop too).
+
+    With ``stop_generations`` (deactivation), the user's running answers are stopped as well
+    (looked up in the database, so only from sync code: not inside an event loop).
+    """
     layer = get_channel_layer()
     if layer is None:
         return
@@ -95,9 +128,12 @@ def close_user_sockets(user_id: int) -> None:
         loop = None
     try:
         if loop is None:
-            async_to_sync(layer.group_send)(user_group(user_id), _message())
+            answers = _running_answers(user_id) if stop_generations else []
+            # (From a request's thread under ASGI this runs on the server's loop, where the
+            # runners of this process live.)
+            async_to_sync(_revoke)(layer, user_id, answers)
         else:  # called from async code: schedule rather than block the loop
-            task = loop.create_task(layer.group_send(user_group(user_id), _message()))
+            task = loop.create_task(_revoke(layer, user_id, []))
             _pending.add(task)
             task.add_done_callback(_pending.discard)
     except Exception:  # the layer being down must not break sign-out or deletion

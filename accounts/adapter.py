@@ -10,12 +10,13 @@ from allauth.core import context
 from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.sites.shortcuts import get_current_site
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
-from . import signup_modes
+from . import attempts, outbox, signup_modes
 from .access import needs_approval
 from .limits import guard_send
 from .phones import normalize_phone, try_normalize_phone
@@ -110,11 +111,31 @@ class AccountAdapter(DefaultAccountAdapter):
             return None
         return get_user_model().objects.filter(phone=normalized).first()
 
+    # --- codes -----------------------------------------------------------------------------
+    # Every code allauth makes is registered for the shared count of tries (accounts.attempts);
+    # no two live codes are equal, so a code names one sending.
+    def generate_login_code(self) -> str:
+        return attempts.issue_unique(super().generate_login_code)
+
+    def generate_password_reset_code(self) -> str:
+        return attempts.issue_unique(super().generate_password_reset_code)
+
+    def generate_phone_verification_code(self, *, user: Any, phone: str) -> str:
+        parent = super().generate_phone_verification_code
+        return attempts.issue_unique(lambda: parent(user=user, phone=phone), phone)
+
     # --- sending ---------------------------------------------------------------------------
     def send_mail(self, template_prefix: str, email: str, context_: dict[str, Any]) -> None:
         if template_prefix in GUARDED_MAILS and context.request is not None:
             guard_send(context.request, channel="email", recipient=email)
-        super().send_mail(template_prefix, email, context_)
+        if context_.get("code") and template_prefix.startswith("account/email/"):
+            attempts.note_recipient(str(context_["code"]), email)
+        # As allauth's send_mail, but the message is sent off the request path (accounts.outbox).
+        request = context.request
+        full = {"request": request, "email": email, "current_site": get_current_site(request)}
+        full.update(context_)
+        message = self.render_mail(template_prefix, email, full)
+        outbox.defer("mail", message.send)
 
     def deliver_sms(
         self,
@@ -127,9 +148,10 @@ class AccountAdapter(DefaultAccountAdapter):
         """Every SMS goes here: resend delay, country allowlist and daily budget first."""
         guard_send(context.request, channel="phone", recipient=phone)
         if send:
-            send_sms(phone, message, template_params=template_params)
+            outbox.defer("text message", send_sms, phone, message, template_params=template_params)
 
     def send_verification_code_sms(self, user: Any, phone: str, code: str, **kwargs: Any) -> None:
+        attempts.note_recipient(code, phone)
         text = _("Your r1chat code is %(code)s. Do not share it with anyone.") % {"code": code}
         self.deliver_sms(phone, text, template_params={"code": code})
 

@@ -2,19 +2,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from allauth.account.admin import EmailAddressAdmin as BaseEmailAddressAdmin
+from allauth.account.models import EmailAddress
 from django.contrib import admin, messages
+from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from r1chat.adminkit import ProjectAdmin
+
 from .models import Invitation, User
 
 
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
+class UserAdmin(ProjectAdmin, BaseUserAdmin):
     list_display = (
         "username",
         "email",
@@ -35,7 +41,7 @@ class UserAdmin(BaseUserAdmin):
             {"fields": ("approved", "language", "theme", "chat_defaults")},
         ),
     )
-    actions = ["approve"]
+    actions = ["approve", "deactivate"]
 
     @admin.action(description=_("Approve the selected accounts"), permissions=["change"])
     def approve(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
@@ -47,9 +53,20 @@ class UserAdmin(BaseUserAdmin):
             messages.SUCCESS,
         )
 
+    @admin.action(description=_("Deactivate the selected accounts"), permissions=["change"])
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        # One UPDATE: UserQuerySet.update closes their sockets and stops their answers.
+        count = queryset.filter(is_active=True).exclude(pk=request.user.pk).update(is_active=False)
+        self.message_user(
+            request,
+            ngettext("%(count)d account deactivated.", "%(count)d accounts deactivated.", count)
+            % {"count": count},
+            messages.SUCCESS,
+        )
+
 
 @admin.register(Invitation)
-class InvitationAdmin(admin.ModelAdmin):
+class InvitationAdmin(ProjectAdmin, admin.ModelAdmin):
     list_display = ("__str__", "invite_link", "created_by", "created_at", "expires_at", "used_by")
     list_filter = ("created_at", "expires_at")
     search_fields = ("note", "token")
@@ -79,3 +96,19 @@ class InvitationAdmin(admin.ModelAdmin):
         self.message_user(
             request, _("Send this sign-up link: %(url)s") % {"url": url}, messages.INFO
         )
+
+
+# The admins of Django's groups and allauth's email addresses, with the same 404 for an id
+# that names no object (r1chat.adminkit).
+admin.site.unregister(Group)
+admin.site.unregister(EmailAddress)
+
+
+@admin.register(Group)
+class GroupAdmin(ProjectAdmin, BaseGroupAdmin):
+    pass
+
+
+@admin.register(EmailAddress)
+class EmailAddressAdmin(ProjectAdmin, BaseEmailAddressAdmin):
+    pass

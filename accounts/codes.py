@@ -2,7 +2,9 @@
 
 A challenge is a small dict kept in the session (or in allauth's login-stage state): the target
 address, a hash of the code, when it was sent, and the failed attempts. A code dies after
-MAX_ATTEMPTS wrong tries or R1CHAT_CODE_TIMEOUT seconds. A challenge may be a decoy (no code at
+MAX_ATTEMPTS tries or R1CHAT_CODE_TIMEOUT seconds; the tries are counted in the session (for the
+page) and in the database, shared by every request (accounts.attempts), so requests sent at the
+same time cannot try a code more often. A challenge may be a decoy (no code at
 all): that is how an address that belongs to another account gets the same page and the same
 timing as a fresh one, while its owner only gets a notice.
 """
@@ -14,14 +16,16 @@ import time
 from typing import Any
 
 from allauth.account.adapter import get_adapter
+from allauth.core import context
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.translation import gettext as _
 
+from . import attempts
 from .limits import seconds_until_resend
 
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = attempts.MAX_ATTEMPTS
 CODE_LENGTH = 6
 
 
@@ -61,6 +65,7 @@ class Challenge:
                 "user_id": user_id,
                 "decoy": decoy,
                 "code_hash": "",
+                "guard": "",
                 "at": time.time(),
                 "sent_at": 0.0,
                 "failed": 0,
@@ -110,13 +115,15 @@ class Challenge:
         adapter = get_adapter(request)
         if self.state["decoy"]:
             self.state["code_hash"] = ""
+            self.state["guard"] = ""
             if self.channel == "email":
                 adapter.send_account_already_exists_mail(self.target)
             else:
                 adapter.send_account_already_exists_sms(self.target)
         else:
-            code = generate_code()
+            code = attempts.issue_unique(generate_code, self.target)
             self.state["code_hash"] = _hash(code)
+            self.state["guard"] = attempts.code_key(code)
             send_code(
                 request, channel=self.channel, target=self.target, code=code, purpose=self.purpose
             )
@@ -130,8 +137,15 @@ class Challenge:
         """True for the right code; a wrong one counts an attempt."""
         if self.dead:
             return False
+        attempts.check_rate(context.request)
         expected = self.state.get("code_hash") or ""
-        if expected and constant_time_compare(_hash(normalize_code(code)), expected):
+        guard = self.state.get("guard") or ""
+        if (
+            expected
+            and attempts.allow_try(guard)
+            and constant_time_compare(_hash(normalize_code(code)), expected)
+        ):
+            attempts.spend(guard)
             self.state["code_hash"] = ""  # one use
             return True
         self.state["failed"] += 1

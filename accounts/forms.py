@@ -10,12 +10,14 @@ from allauth.account.internal.flows.password_reset_by_code import (
     PasswordResetVerificationProcess,
 )
 from allauth.account.internal.userkit import filter_users_by_email
+from allauth.core import context
 from django import forms
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 
-from . import signup_modes
+from . import attempts, signup_modes
 from .limits import sms_budget_available
 from .models import CHAT_DEFAULTS, Theme
 from .phones import check_sms_country, normalize_phone
@@ -85,6 +87,13 @@ class SignupForm(allauth_forms.SignupForm):
         if filter_users_by_email(email):
             self.account_already_exists = True
         return email
+
+    def try_save(self, request: Any) -> Any:
+        if self.account_already_exists:
+            # The same work as a new account (hashing the password is most of it), so that the
+            # answer's timing does not tell that the address is taken. The hash is thrown away.
+            make_password(self.cleaned_data.get("password1"))
+        return super().try_save(request)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -197,6 +206,36 @@ class ResetPasswordForm(allauth_forms.ResetPasswordForm):
             adapter.send_unknown_account_sms(phone)
         process.persist()
         return phone
+
+
+class SharedTriesMixin:
+    """allauth's code forms, with every try counted in the shared place (accounts.attempts).
+
+    A code tried too often (by any number of requests at once) answers like a wrong code.
+    """
+
+    expected_code: str | None
+
+    def clean_code(self) -> str:
+        attempts.check_rate(context.request)
+        key = attempts.code_key(self.expected_code) if self.expected_code else ""
+        if not attempts.allow_try(key):
+            raise get_adapter().validation_error("incorrect_code")
+        code = super().clean_code()  # type: ignore[misc]
+        attempts.spend(key)
+        return code
+
+
+class ConfirmLoginCodeForm(SharedTriesMixin, allauth_forms.ConfirmLoginCodeForm):
+    pass
+
+
+class ConfirmPasswordResetCodeForm(SharedTriesMixin, allauth_forms.ConfirmPasswordResetCodeForm):
+    pass
+
+
+class VerifyPhoneForm(SharedTriesMixin, allauth_forms.VerifyPhoneForm):
+    pass
 
 
 class CodeForm(forms.Form):

@@ -6,10 +6,13 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
-from django.db import models
+from django.contrib.auth.models import UserManager as DjangoUserManager
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
+
+from r1chat.text import CleanCharField, CleanJSONField
 
 #: Default chat settings of a new account (the account page edits them).
 CHAT_DEFAULTS: dict[str, Any] = {
@@ -26,8 +29,47 @@ class Theme(models.TextChoices):
     DARK = "dark", _("Dark")
 
 
+#: Fields whose change ends a user's sessions and sockets (accounts.signals).
+ACCESS_FIELDS = ("password", "is_active", "session_epoch")
+
+
+class UserQuerySet(models.QuerySet["User"]):
+    def update(self, **kwargs: Any) -> int:
+        """As QuerySet.update; an update of access fields closes the users' sockets after
+        commit, and deactivation also stops their answers: what saving one user does
+        (accounts.signals), for an admin bulk action, a queryset update or bulk_update."""
+        if not set(kwargs) & set(ACCESS_FIELDS):
+            return super().update(**kwargs)
+        from .access import close_user_sockets
+
+        with transaction.atomic(using=self.db):
+            before = dict(self.values_list("pk", "is_active"))
+            rows = super().update(**kwargs)
+            now_inactive = set(
+                self.model._default_manager.using(self.db)
+                .filter(pk__in=list(before), is_active=False)
+                .values_list("pk", flat=True)
+            )
+        other_fields = set(kwargs) - {"is_active"}
+        deactivated = {pk for pk, active in before.items() if active and pk in now_inactive}
+        revoked = set(before) if other_fields else deactivated
+
+        def close() -> None:
+            for user_id in sorted(revoked):
+                close_user_sockets(user_id, stop_generations=user_id in deactivated)
+
+        transaction.on_commit(close, using=self.db)
+        return rows
+
+
+class UserManager(DjangoUserManager.from_queryset(UserQuerySet)):  # type: ignore[misc]
+    pass
+
+
 class User(AbstractUser):
     """A person who chats. Signs up with an email address or a phone number (or both)."""
+
+    objects = UserManager()
 
     # Null rather than "" so that the unique constraints allow many users without one.
     email = models.EmailField(_("email address"), unique=True, null=True, blank=True)
@@ -49,7 +91,7 @@ class User(AbstractUser):
         default=True,
         help_text=_("In approval mode, new accounts wait for an administrator to approve them."),
     )
-    chat_defaults = models.JSONField(_("default chat settings"), default=dict, blank=True)
+    chat_defaults = CleanJSONField(_("default chat settings"), default=dict, blank=True)
     # Bumped by "sign out everywhere": part of the session hash, so every session ends.
     session_epoch = models.PositiveIntegerField(default=0, editable=False)
 
@@ -93,7 +135,7 @@ class Invitation(models.Model):
     """A one-time sign-up link for invite-only mode, made by an administrator."""
 
     token = models.CharField(_("token"), max_length=64, unique=True, default=_new_token)
-    note = models.CharField(
+    note = CleanCharField(
         _("note"), max_length=200, blank=True, help_text=_("Who the invitation is for.")
     )
     created_by = models.ForeignKey(
@@ -146,3 +188,28 @@ class SmsDailyCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.key[:8]}: {self.count}"
+
+
+class IssuedCode(models.Model):
+    """One live one-time code, whichever flow sent it, and how often it was tried.
+
+    allauth counts wrong codes in the session, and so did the project's own codes: requests
+    running at the same time each read the count before any of them wrote it back, so one code
+    could be tried dozens of times. This row is the count every request shares: a try is
+    allowed only by an atomic ``UPDATE … SET attempts = attempts + 1 WHERE attempts < limit``
+    (accounts.attempts). Codes are stored as a keyed hash, never in clear; two live codes are
+    never equal, so the hash names one code sent to one address.
+    """
+
+    key = models.CharField(max_length=64, unique=True)
+    # Keyed hash of the address the code went to (per-account limit on tries); "" until sent.
+    recipient = models.CharField(max_length=64, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = _("one-time code")
+        verbose_name_plural = _("one-time codes")
+
+    def __str__(self) -> str:
+        return f"{self.key[:8]}: {self.attempts}"

@@ -1,5 +1,9 @@
 """Close a user's sockets when their access changes: sign-out, deactivation, password change or
-reset, "sign out everywhere", deletion."""
+reset, "sign out everywhere", deletion. Deactivation also stops the user's running answers.
+
+A save of one user goes through the signals below; an update of many at once (an admin bulk
+action, ``User.objects.filter(...).update(is_active=False)``, ``bulk_update``) sends no
+signal and goes through ``accounts.models.UserQuerySet.update`` instead, which does the same."""
 
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ def _remember_access_change(
     sender: Any, instance: Any, update_fields: Any = None, **kwargs: Any
 ) -> None:
     instance._r1chat_revoke = False
+    instance._r1chat_deactivated = False
     if instance.pk is None or kwargs.get("raw"):
         return
     if update_fields is not None and not set(update_fields) & set(TRACKED):
@@ -36,9 +41,10 @@ def _remember_access_change(
     if old is None:
         return
     password, was_active, epoch = old
+    instance._r1chat_deactivated = bool(was_active and not instance.is_active)
     instance._r1chat_revoke = (
         password != instance.password
-        or (was_active and not instance.is_active)
+        or instance._r1chat_deactivated
         or epoch != instance.session_epoch
     )
 
@@ -47,8 +53,8 @@ def _remember_access_change(
 def _revoke_after_save(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
     if getattr(instance, "_r1chat_revoke", False):
         instance._r1chat_revoke = False
-        user_id = instance.pk
-        transaction.on_commit(lambda: close_user_sockets(user_id))
+        user_id, stop = instance.pk, getattr(instance, "_r1chat_deactivated", False)
+        transaction.on_commit(lambda: close_user_sockets(user_id, stop_generations=stop))
 
 
 @receiver(post_delete, sender=User)

@@ -10,10 +10,12 @@ import asyncio
 import logging
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import (
@@ -38,8 +40,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
+from r1chat.adminkit import ProjectAdmin, object_or_404
 from review.access import can_review
-from review.models import Feedback, ReviewAudit
+from review.audit import record_admin_action
+from review.models import AdminAudit, Feedback, ReviewAudit
 
 from .backends.base import BackendConfig, Health
 from .backends.ollama import OllamaBackend
@@ -113,6 +117,14 @@ class BackendForm(forms.ModelForm):
             "no_data_timeout", "total_timeout", "max_tries",
         )  # fmt: skip
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Where the stored key is sent today (before this form changes the instance).
+        self.stored_origin = server_origin(self.instance.base_url) if self.instance.pk else None
+        self.stored_key = bool(self.instance.pk and self.instance.api_key)
+        #: Set by save(): {"from", "to", "key"} when the server's scheme, host or port changed.
+        self.moved: dict[str, str] | None = None
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if data.get("new_api_key") and data.get("clear_api_key"):
@@ -121,14 +133,54 @@ class BackendForm(forms.ModelForm):
 
     def save(self, commit: bool = True) -> Backend:
         backend = super().save(commit=False)
+        new_origin = server_origin(backend.base_url)
+        moved = self.stored_origin is not None and new_origin != self.stored_origin
         if self.cleaned_data.get("new_api_key"):
             backend.api_key = self.cleaned_data["new_api_key"]
+            key = "entered again"
         elif self.cleaned_data.get("clear_api_key"):
             backend.api_key = ""
+            key = "cleared"
+        elif moved and backend.api_key:
+            # The key was given for the old server: it does not follow the URL to another one
+            # (or "Check now" would hand it to whoever runs the new host).
+            backend.api_key = ""
+            key = "cleared"
+        else:
+            key = "none" if not backend.api_key else "kept"
+        if moved:
+            self.moved = {
+                "backend": backend.name,
+                "from": _origin_text(self.stored_origin),
+                "to": _origin_text(new_origin),
+                "key": key if self.stored_key or key == "entered again" else "none",
+            }
         if commit:
             backend.save()
             self.save_m2m()
         return backend
+
+
+def server_origin(url: str | None) -> tuple[str, str, int | None] | None:
+    """(scheme, host, port) of a URL, default ports spelled out; None if it has none."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return ("", url, None)  # unreadable: never equal to a readable origin
+    scheme = parts.scheme.lower()
+    if port is None:
+        port = {"http": 80, "https": 443}.get(scheme)
+    return (scheme, (parts.hostname or "").lower(), port)
+
+
+def _origin_text(origin: tuple[str, str, int | None] | None) -> str:
+    if origin is None:
+        return ""
+    scheme, host, port = origin
+    return f"{scheme}://{host}:{port}" if port is not None else f"{scheme}://{host}"
 
 
 def _health_client(config: BackendConfig) -> OllamaBackend | OpenAIBackend:
@@ -188,7 +240,7 @@ def _health_line(name: str, result: dict[str, Any]) -> str:
 
 
 @admin.register(Backend)
-class BackendAdmin(admin.ModelAdmin):
+class BackendAdmin(ProjectAdmin, admin.ModelAdmin):
     form = BackendForm
     list_display = (
         "name",
@@ -293,6 +345,18 @@ class BackendAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Backend, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
+        moved = getattr(form, "moved", None)
+        if moved:
+            record_admin_action(request, AdminAudit.Action.BACKEND_MOVED, details=moved)
+            if moved["key"] == "cleared":
+                self.message_user(
+                    request,
+                    _(
+                        "The server's address changed, so the stored API key was cleared. "
+                        "Enter the key again if this server should have it."
+                    ),
+                    messages.WARNING,
+                )
         # The model picker follows at once: drop the cached list now and after commit.
         catalog.forget(obj.pk)
         transaction.on_commit(lambda: catalog.forget(obj.pk))
@@ -320,6 +384,14 @@ def _down_flags() -> QuerySet[Feedback]:
 
 def _review_url(conversation_uuid: uuid.UUID | str) -> str:
     return reverse("admin:conversations_conversation_review", args=[conversation_uuid])
+
+
+def audit_listing(request: HttpRequest, action: str) -> None:
+    """Log one listing of everyone's conversations or messages: search terms, filters, page."""
+    if request.method != "GET" or not can_review(request.user):
+        return  # (refused further on, and nothing shown)
+    details = {key: value[:200] for key, value in list(request.GET.items())[:20] if key != "q"}
+    record_admin_action(request, action, search=request.GET.get("q", ""), details=details)
 
 
 class ReviewAccessMixin:
@@ -424,7 +496,7 @@ def _token_sum(key: str) -> Subquery:
 
 
 @admin.register(Conversation)
-class ConversationAdmin(ReviewAccessMixin, admin.ModelAdmin):
+class ConversationAdmin(ReviewAccessMixin, ProjectAdmin, admin.ModelAdmin):
     list_display = (
         "review_link",
         "owner",
@@ -472,6 +544,10 @@ class ConversationAdmin(ReviewAccessMixin, admin.ModelAdmin):
                 leaf_status=F("current_leaf__status"),
             )
         )
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        audit_listing(request, AdminAudit.Action.LIST_CONVERSATIONS)
+        return super().changelist_view(request, extra_context)
 
     def get_changelist_instance(self, request: HttpRequest) -> Any:
         changelist = super().get_changelist_instance(request)
@@ -551,7 +627,7 @@ class ConversationAdmin(ReviewAccessMixin, admin.ModelAdmin):
         # The generic form would show the thread unaudited: every opening goes through review.
         if not can_review(request.user):
             raise PermissionDenied
-        conversation = get_object_or_404(Conversation, pk=object_id)
+        conversation = object_or_404(Conversation.objects.all(), unquote(object_id))
         return HttpResponseRedirect(_review_url(conversation.uuid))
 
     def history_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
@@ -559,7 +635,7 @@ class ConversationAdmin(ReviewAccessMixin, admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(ReviewAccessMixin, admin.ModelAdmin):
+class MessageAdmin(ReviewAccessMixin, ProjectAdmin, admin.ModelAdmin):
     """Messages by status, model and error, without their text (that is in the review page)."""
 
     list_display = (
@@ -586,6 +662,10 @@ class MessageAdmin(ReviewAccessMixin, admin.ModelAdmin):
             .defer("content", "reasoning", "html", "conversation__settings")
         )
 
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        audit_listing(request, AdminAudit.Action.LIST_MESSAGES)
+        return super().changelist_view(request, extra_context)
+
     @admin.display(description=gettext_lazy("message"))
     def short_id(self, message: Message) -> str:
         return str(message.uuid)[:8]
@@ -602,7 +682,7 @@ class MessageAdmin(ReviewAccessMixin, admin.ModelAdmin):
     def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
         if not can_review(request.user):
             raise PermissionDenied
-        message = get_object_or_404(Message.objects.select_related("conversation"), pk=object_id)
+        message = object_or_404(Message.objects.select_related("conversation"), unquote(object_id))
         return HttpResponseRedirect(f"{_review_url(message.conversation.uuid)}#m-{message.uuid}")
 
     def history_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:

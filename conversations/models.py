@@ -11,6 +11,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from r1chat.text import CleanCharField, CleanJSONField, CleanTextField
+
 from .backends.base import BackendConfig
 
 # Running generations beat every HEARTBEAT_INTERVAL; a `streaming` message whose heartbeat is
@@ -26,21 +28,21 @@ class Backend(models.Model):
         OPENAI = "openai", _("OpenAI-compatible (DeepSeek, vLLM, llama.cpp, LM Studio)")
         OLLAMA = "ollama", _("Ollama")
 
-    name = models.CharField(_("name"), max_length=80, unique=True)
+    name = CleanCharField(_("name"), max_length=80, unique=True)
     kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
     base_url = models.URLField(_("base URL"), max_length=500)
     # Write-only in the admin; never rendered to a page, a frame or a log line.
-    api_key = models.CharField(_("API key"), max_length=500, blank=True)
+    api_key = CleanCharField(_("API key"), max_length=500, blank=True)
     enabled = models.BooleanField(_("enabled"), default=True)
     position = models.PositiveSmallIntegerField(_("position"), default=0)
-    default_model = models.CharField(_("default model"), max_length=200, blank=True)
-    model_allowlist = models.JSONField(
+    default_model = CleanCharField(_("default model"), max_length=200, blank=True)
+    model_allowlist = CleanJSONField(
         _("model allowlist"),
         default=list,
         blank=True,
         help_text=_("Model names offered to users; empty offers every model the server lists."),
     )
-    assume_open_think = models.JSONField(
+    assume_open_think = CleanJSONField(
         _("models with a pre-opened <think>"),
         default=list,
         blank=True,
@@ -89,7 +91,7 @@ class Conversation(models.Model):
         on_delete=models.CASCADE,
         related_name="conversations",
     )
-    title = models.CharField(_("title"), max_length=200, blank=True)
+    title = CleanCharField(_("title"), max_length=200, blank=True)
     title_generated = models.BooleanField(default=False)
     pinned = models.BooleanField(_("pinned"), default=False)
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
@@ -99,7 +101,7 @@ class Conversation(models.Model):
     )
     # Last-used settings: backend id, model, deep_think, enhanced, temperature, max_tokens,
     # system_prompt.
-    settings = models.JSONField(default=dict, blank=True)
+    settings = CleanJSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-pinned", "-updated_at", "-id"]
@@ -142,37 +144,38 @@ class Message(models.Model):
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
     )
     role = models.CharField(_("role"), max_length=10, choices=Role.choices)
-    content = models.TextField(blank=True)  # the answer (markdown) or the user's text
-    reasoning = models.TextField(blank=True)  # kept apart; never sent back to a model
+    # Text fields clean U+0000 on the way to the database (r1chat.text): PostgreSQL refuses it.
+    content = CleanTextField(blank=True)  # the answer (markdown) or the user's text
+    reasoning = CleanTextField(blank=True)  # kept apart; never sent back to a model
     status = models.CharField(
         _("status"), max_length=12, choices=Status.choices, default=Status.COMPLETE, db_index=True
     )
-    error_code = models.CharField(_("error"), max_length=40, blank=True)
-    error_detail = models.TextField(blank=True)
-    finish_reason = models.CharField(max_length=40, blank=True)
+    error_code = CleanCharField(_("error"), max_length=40, blank=True)
+    error_detail = CleanTextField(blank=True)
+    finish_reason = CleanCharField(max_length=40, blank=True)
     reasoning_unterminated = models.BooleanField(default=False)
     # The user who sent a question, and the id their tab gave it: a second send with the same
     # id is refused by the database (unique per user), however many processes see it.
     sender = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
-    client_id = models.CharField(max_length=64, blank=True)
+    client_id = CleanCharField(max_length=64, blank=True)
     backend = models.ForeignKey(Backend, null=True, blank=True, on_delete=models.SET_NULL)
-    backend_name = models.CharField(_("backend"), max_length=80, blank=True)
-    model = models.CharField(_("model"), max_length=200, blank=True)
+    backend_name = CleanCharField(_("backend"), max_length=80, blank=True)
+    model = CleanCharField(_("model"), max_length=200, blank=True)
     deep_think = models.BooleanField(default=True)
     enhanced_reasoning = models.BooleanField(default=True)
     temperature = models.FloatField(null=True, blank=True)
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
-    usage = models.JSONField(_("usage"), default=dict, blank=True)
+    usage = CleanJSONField(_("usage"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
     reasoning_started_at = models.DateTimeField(null=True, blank=True)
     reasoning_finished_at = models.DateTimeField(null=True, blank=True)
     answer_started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
-    html = models.TextField(blank=True)  # cached rendering of `content`
-    reasoning_html = models.TextField(blank=True)  # cached rendering of `reasoning`
+    html = CleanTextField(blank=True)  # cached rendering of `content`
+    reasoning_html = CleanTextField(blank=True)  # cached rendering of `reasoning`
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -29,6 +29,7 @@ from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from r1chat.text import clean_text
 from review.models import Feedback
 
 from .chat import protocol
@@ -152,6 +153,8 @@ def _after_cursor(queryset: QuerySet[Conversation], user: Any, cursor: str) -> Q
 def sidebar_page(request: HttpRequest, cursor: str = "", query: str = "") -> dict[str, Any]:
     """One page of the user's conversations, grouped, and the cursor of the next page."""
     queryset = Conversation.objects.filter(owner=request.user)
+    # Cleaned here: a pattern lookup (icontains) does not pass its value through the field.
+    query = clean_text(query)
     if query:
         matches = Message.objects.filter(conversation=OuterRef("pk"), content__icontains=query)
         queryset = queryset.filter(Q(title__icontains=query) | Exists(matches))
@@ -457,6 +460,8 @@ def conversation_rename(request: HttpRequest, conversation_id: uuid.UUID) -> Jso
     from .turns import actions
 
     title = _form_or_json(request).get("title")
+    if isinstance(title, str):
+        title = clean_text(title)  # (as the database will keep it: r1chat.text)
     if not isinstance(title, str) or not title.strip():
         return JsonResponse({"error": "empty", "detail": _("The title is empty.")}, status=400)
     conversation = _run_action(

@@ -212,8 +212,11 @@ LOGIN_REDIRECT_URL = "home"
 ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
 ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 ACCOUNT_FORMS = {
+    "confirm_login_code": "accounts.forms.ConfirmLoginCodeForm",
+    "confirm_password_reset_code": "accounts.forms.ConfirmPasswordResetCodeForm",
     "login": "accounts.forms.LoginForm",
     "signup": "accounts.forms.SignupForm",
+    "verify_phone": "accounts.forms.VerifyPhoneForm",
     "request_login_code": "accounts.forms.RequestLoginCodeForm",
     "reset_password": "accounts.forms.ResetPasswordForm",
 }
@@ -261,6 +264,13 @@ R1CHAT_ALLOWED_EMAIL_DOMAINS = [
 # Codes: lifetime, and the wait before another code may be sent to the same address.
 R1CHAT_CODE_TIMEOUT = env_int("R1CHAT_CODE_TIMEOUT", 600)
 R1CHAT_CODE_RESEND_SECONDS = env_int("R1CHAT_CODE_RESEND_SECONDS", 60)
+# Mail and SMS are sent by a few background threads, off the request path (accounts.outbox).
+R1CHAT_SEND_IN_BACKGROUND = env_bool("R1CHAT_SEND_IN_BACKGROUND", True)
+R1CHAT_SEND_WORKERS = env_int("R1CHAT_SEND_WORKERS", 4)
+# Tries at codes (any flow), counted in the cache: (tries, seconds) per client address and per
+# address a code went to. Each code also dies after 3 tries, counted in the database.
+R1CHAT_CODE_TRIES_PER_IP = (env_int("R1CHAT_CODE_TRIES_PER_IP", 30), 300)
+R1CHAT_CODE_TRIES_PER_RECIPIENT = (env_int("R1CHAT_CODE_TRIES_PER_RECIPIENT", 10), 300)
 
 # --- SMS ------------------------------------------------------------------------------------
 # Phone numbers without a country code are read in this region (ISO 3166, e.g. CN, US).
@@ -368,7 +378,12 @@ if HTTPS:
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env_int("R1CHAT_HSTS_SECONDS", 60 * 60 * 24 * 365)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = env_bool("R1CHAT_HSTS_PRELOAD", True)
+    # Preloading is opt-in: once browsers ship the domain in their preload list, every
+    # subdomain is HTTPS-only for months, and removal is slow. Off, Django's deploy check
+    # (security.W021, "SECURE_HSTS_PRELOAD is not True") says so; that is the choice made here.
+    SECURE_HSTS_PRELOAD = env_bool("R1CHAT_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS.append("security.W021")
 if TRUSTED_PROXY_COUNT:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = True

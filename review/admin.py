@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
@@ -14,9 +15,11 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from r1chat.adminkit import ProjectAdmin, object_or_404
+
 from . import views
 from .access import can_review
-from .models import Feedback, ReviewAudit, UsageRecord, UserQuota
+from .models import AdminAudit, Feedback, ReviewAudit, UsageRecord, UserQuota
 from .quota import daily_quota
 from .usage import tokens_used_on
 
@@ -33,7 +36,7 @@ def _review_link(conversation_uuid: Any, title: str) -> str:
     )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ProjectAdmin, admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -60,6 +63,32 @@ class ReviewAuditAdmin(ReadOnlyAdmin):
         if entry.conversation_id is None:
             return entry.conversation_title or str(entry.conversation_uuid)
         return _review_link(entry.conversation_uuid, entry.conversation_title)
+
+
+def _is_superuser(request: HttpRequest) -> bool:
+    user = request.user
+    return bool(user.is_active and user.is_superuser)
+
+
+@admin.register(AdminAudit)
+class AdminAuditAdmin(ReadOnlyAdmin):
+    """Listings and searches of everyone's conversations, backends moved: superusers only."""
+
+    list_display = ("at", "actor_name", "action", "search", "summary", "ip_address")
+    list_filter = ("action", "at")
+    search_fields = ("actor_name", "search")
+    date_hierarchy = "at"
+    actions = None
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return _is_superuser(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _is_superuser(request)
+
+    @admin.display(description=gettext_lazy("details"))
+    def summary(self, entry: AdminAudit) -> str:
+        return ", ".join(f"{key}={value}" for key, value in sorted(entry.details.items()))
 
 
 @admin.register(Feedback)
@@ -105,7 +134,7 @@ class FeedbackAdmin(ReadOnlyAdmin):
 
 
 @admin.register(UserQuota)
-class UserQuotaAdmin(admin.ModelAdmin):
+class UserQuotaAdmin(ProjectAdmin, admin.ModelAdmin):
     list_display = ("user", "daily_tokens", "effective_quota", "used_today", "note", "updated_at")
     search_fields = ("user__username", "user__email", "user__phone", "note")
     autocomplete_fields = ("user",)
@@ -150,4 +179,9 @@ class UsageRecordAdmin(ReadOnlyAdmin):
         return views.usage_csv(request, model_admin=self)
 
     def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
+        if not self.has_view_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        object_or_404(UsageRecord.objects.all(), unquote(object_id))
         return self.changelist_view(request)

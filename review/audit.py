@@ -1,4 +1,5 @@
-"""Writing the review audit log: who opened or exported which conversation, when, from where."""
+"""Writing the audit logs: who opened or exported which conversation (ReviewAudit, shown to its
+owner), and what staff did across everyone's data in the admin (AdminAudit, for superusers)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 
-from .models import ReviewAudit
+from .models import AdminAudit, ReviewAudit
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -44,5 +45,20 @@ def record_review(request: HttpRequest, conversation: Any, action: str) -> Revie
         conversation_uuid=conversation.uuid,
         conversation_title=(conversation.title or "")[:200],
         action=action,
+        ip_address=client_ip(request),
+    )
+
+
+def record_admin_action(
+    request: HttpRequest, action: str, *, search: str = "", details: dict[str, Any] | None = None
+) -> AdminAudit:
+    """Write one entry of the admin audit log for the signed-in staff member."""
+    actor = request.user
+    return AdminAudit.objects.create(
+        actor=actor,
+        actor_name=actor.get_username(),
+        action=action,
+        search=search[:500],
+        details=details or {},
         ip_address=client_ip(request),
     )

@@ -9,6 +9,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from r1chat.text import CleanCharField, CleanJSONField, CleanTextField
+
 
 class ReviewAudit(models.Model):
     """One opening or export of someone's conversation by a reviewer. Never edited or deleted."""
@@ -26,7 +28,7 @@ class ReviewAudit(models.Model):
         related_name="reviews_made",
     )
     # Snapshots: the entry keeps saying who and what after the reviewer or conversation is gone.
-    reviewer_name = models.CharField(_("reviewer name"), max_length=150)
+    reviewer_name = CleanCharField(_("reviewer name"), max_length=150)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("owner"),
@@ -41,7 +43,7 @@ class ReviewAudit(models.Model):
         related_name="+",
     )
     conversation_uuid = models.UUIDField(_("conversation id"))
-    conversation_title = models.CharField(_("conversation title"), max_length=200, blank=True)
+    conversation_title = CleanCharField(_("conversation title"), max_length=200, blank=True)
     action = models.CharField(_("action"), max_length=12, choices=Action.choices)
     at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
     ip_address = models.GenericIPAddressField(_("from address"), null=True, blank=True)
@@ -55,6 +57,40 @@ class ReviewAudit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reviewer_name} {self.action} {self.conversation_uuid}"
+
+
+class AdminAudit(models.Model):
+    """What staff did in the admin that no single owner's audit shows: listing and searching
+    everyone's conversations (with the search terms), and moving a backend (its API key with
+    it or not) to another server. Read by superusers; never edited or deleted."""
+
+    class Action(models.TextChoices):
+        LIST_CONVERSATIONS = "list_conversations", _("listed or searched conversations")
+        LIST_MESSAGES = "list_messages", _("listed or searched messages")
+        BACKEND_MOVED = "backend_moved", _("pointed a backend at another server")
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("staff member"),
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    actor_name = CleanCharField(_("staff member name"), max_length=150)
+    action = models.CharField(_("action"), max_length=24, choices=Action.choices)
+    search = CleanCharField(_("search terms"), max_length=500, blank=True)
+    # Filters, page, or for a backend: its name, old and new server, what became of its key.
+    details = CleanJSONField(_("details"), default=dict, blank=True)
+    at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+    ip_address = models.GenericIPAddressField(_("from address"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = _("admin audit entry")
+        verbose_name_plural = _("admin audit log")
+
+    def __str__(self) -> str:
+        return f"{self.actor_name} {self.action}"
 
 
 class Feedback(models.Model):
@@ -74,7 +110,7 @@ class Feedback(models.Model):
         related_name="feedback",
     )
     rating = models.CharField(_("rating"), max_length=4, choices=Rating.choices)
-    reason = models.TextField(_("reason"), blank=True, max_length=1000)
+    reason = CleanTextField(_("reason"), blank=True, max_length=1000)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     updated_at = models.DateTimeField(_("updated"), default=timezone.now, db_index=True)
 
@@ -106,8 +142,8 @@ class UsageRecord(models.Model):
     )
     message_uuid = models.UUIDField(_("message id"), unique=True, default=uuid.uuid4)
     day = models.DateField(_("day"))  # in TIME_ZONE, so "today" matches the quota's day
-    backend_name = models.CharField(_("backend"), max_length=80, blank=True)
-    model = models.CharField(_("model"), max_length=200, blank=True)
+    backend_name = CleanCharField(_("backend"), max_length=80, blank=True)
+    model = CleanCharField(_("model"), max_length=200, blank=True)
     prompt_tokens = models.PositiveIntegerField(_("prompt tokens"), default=0)
     completion_tokens = models.PositiveIntegerField(_("completion tokens"), default=0)
     reasoning_tokens = models.PositiveIntegerField(_("reasoning tokens"), default=0)
@@ -144,7 +180,7 @@ class UserQuota(models.Model):
         blank=True,
         help_text=_("Prompt and completion tokens per day. Blank: the site default. 0: no limit."),
     )
-    note = models.CharField(_("note"), max_length=200, blank=True)
+    note = CleanCharField(_("note"), max_length=200, blank=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,36 @@ def _clear_cache() -> None:
     cache.clear()
 
 
-# The bundled model simulator (no Django needed, so importing it here is cheap).
-from collections.abc import Iterator  # noqa: E402
+@pytest.fixture(autouse=True)
+def _forget_shared_backend_clients() -> Iterator[None]:
+    """The shared model-server clients belong to the event loop of the test that made them.
 
+    A sync test whose request asked a backend (e.g. /api/models through the test client) left
+    its client, bound to a loop that is closed by now, for the next test that closes every
+    client (tests/test_readyz.py: "Event loop is closed"; found in random order, seed
+    459105730). They are dropped, not closed: their loop is gone.
+    """
+    yield
+    from conversations import backends
+
+    backends._backends.clear()
+
+
+@pytest.fixture(autouse=True)
+def _reset_language() -> Iterator[None]:
+    """Every test starts and ends in the default language.
+
+    A request through LocaleMiddleware (or a test's own `activate`) leaves its language active
+    in the thread; the next test's gettext would answer in it.
+    """
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()
+
+
+# The bundled model simulator (no Django needed, so importing it here is cheap).
 from conversations.simulator import Simulator  # noqa: E402
 
 
