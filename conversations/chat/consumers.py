@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
 
 import orjson
 from asgiref.sync import sync_to_async
+from autobahn.exception import Disconnected
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.core.cache import cache
@@ -162,6 +164,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     @classmethod
     async def encode_json(cls, content: dict[str, Any]) -> str:
         return orjson.dumps(content).decode()
+
+    async def send_json(self, content: dict[str, Any], close: bool = False) -> None:
+        # (a tab that has just gone: its disconnect is on its way to this consumer)
+        with contextlib.suppress(Disconnected):
+            await super().send_json(content, close)
 
     async def _error(self, exc: ClientError, ref: str | None = None) -> None:
         frame: dict[str, Any] = {"type": "error", "code": exc.code, "detail": exc.detail}

@@ -106,8 +106,8 @@ def test_every_frame_shows_rendered_markdown(signed_in, live_server_url, simulat
     # The stream was seen growing over many painted frames, in both parts (the open block's
     # rendering is paced by its cost: generation.RENDER_SHARE).
     assert frames > 200, frames
-    assert len(answer_states) > 20, len(answer_states)
-    assert len(reasoning_states) > 10, len(reasoning_states)
+    assert len(answer_states) > 10, len(answer_states)
+    assert len(reasoning_states) > 5, len(reasoning_states)
 
     # While each fence was open, its first lines showed inside <pre><code>, not yet
     # highlighted, before its last line had arrived.
