@@ -26,6 +26,7 @@ re-raises SIGTERM so the process still exits).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -132,11 +133,16 @@ def _drain_once() -> asyncio.Task[dict[str, int]]:
 
 
 async def _safe_drain() -> dict[str, int]:
+    from ..backends import close_all
+
     try:
         return await drain()
     except Exception:
         logger.exception("graceful shutdown failed")
         return {"finished": 0, "interrupted": 0, "unsaved": 0}
+    finally:
+        with contextlib.suppress(Exception):
+            await close_all()  # the model servers' connections, closed rather than dropped
 
 
 # --- hooks ---------------------------------------------------------------------------------
