@@ -9,7 +9,7 @@
   reset, "sign out everywhere" and account deletion.
 - ``close_user_sockets(user_id, stop_generations=True)`` (deactivation, one account or a
   queryset at once): the user's running answers are stopped too, as Stop in a tab stops them
-  (``conversations.turns.actions.stop_generation``: the runner in this process, or in another one
+  (``conversations.runner.generation.stop``: the runner in this process, or in another one
   through the conversation's control group).
 """
 
@@ -89,13 +89,13 @@ def _message() -> dict[str, str]:
 
 
 def _running_answers(user_id: int) -> list[Any]:
-    """The ids of this user's answers still streaming."""
+    """This user's answers still streaming."""
     from conversations.models import Message
 
     return list(
         Message.objects.filter(
             conversation__owner_id=user_id, status=Message.Status.STREAMING
-        ).values_list("uuid", flat=True)
+        ).select_related("conversation")
     )
 
 
@@ -103,12 +103,12 @@ async def _revoke(layer: Any, user_id: int, answers: list[Any]) -> None:
     await layer.group_send(user_group(user_id), _message())
     if not answers:
         return
-    from conversations.turns.actions import stop_generation
+    from conversations.runner.generation import stop
 
-    for message_uuid in answers:
+    for message in answers:
         # What Stop in a tab does: the runner in this process, or its control group elsewhere.
         try:
-            await stop_generation(user_id, message_uuid)
+            await stop(message)
         except Exception:
             logger.exception("Could not stop an answer of user %s", user_id)
 

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.db import models, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
@@ -32,6 +33,10 @@ class Theme(models.TextChoices):
 #: Fields whose change ends a user's sessions and sockets (accounts.signals).
 ACCESS_FIELDS = ("password", "is_active", "session_epoch")
 
+#: Sent after the commit of a queryset update of access fields: `revoked` (user ids whose
+#: sockets close) and `deactivated` (those whose answers stop too). accounts.signals acts on it.
+access_changed = Signal()
+
 
 class UserQuerySet(models.QuerySet["User"]):
     def update(self, **kwargs: Any) -> int:
@@ -40,8 +45,6 @@ class UserQuerySet(models.QuerySet["User"]):
         (accounts.signals), for an admin bulk action, a queryset update or bulk_update."""
         if not set(kwargs) & set(ACCESS_FIELDS):
             return super().update(**kwargs)
-        from .access import close_user_sockets
-
         with transaction.atomic(using=self.db):
             before = dict(self.values_list("pk", "is_active"))
             rows = super().update(**kwargs)
@@ -54,11 +57,10 @@ class UserQuerySet(models.QuerySet["User"]):
         deactivated = {pk for pk, active in before.items() if active and pk in now_inactive}
         revoked = set(before) if other_fields else deactivated
 
-        def close() -> None:
-            for user_id in sorted(revoked):
-                close_user_sockets(user_id, stop_generations=user_id in deactivated)
+        def changed() -> None:
+            access_changed.send(self.model, revoked=revoked, deactivated=deactivated)
 
-        transaction.on_commit(close, using=self.db)
+        transaction.on_commit(changed, using=self.db)
         return rows
 
 

@@ -3,7 +3,8 @@ reset, "sign out everywhere", deletion. Deactivation also stops the user's runni
 
 A save of one user goes through the signals below; an update of many at once (an admin bulk
 action, ``User.objects.filter(...).update(is_active=False)``, ``bulk_update``) sends no
-signal and goes through ``accounts.models.UserQuerySet.update`` instead, which does the same."""
+model signal and goes through ``accounts.models.UserQuerySet.update`` instead, which sends
+``access_changed`` (handled at the end of this module)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from .access import close_user_sockets
+from .models import access_changed
 
 User = get_user_model()
 TRACKED = ("password", "is_active", "session_epoch")
@@ -61,3 +63,10 @@ def _revoke_after_save(sender: Any, instance: Any, created: bool, **kwargs: Any)
 def _revoke_after_delete(sender: Any, instance: Any, **kwargs: Any) -> None:
     user_id = instance.pk
     transaction.on_commit(lambda: close_user_sockets(user_id))
+
+
+@receiver(access_changed, dispatch_uid="accounts.access_changed")
+def _access_changed(sender: Any, revoked: set[int], deactivated: set[int], **kwargs: Any) -> None:
+    """A queryset update of access fields (accounts.models.UserQuerySet)."""
+    for user_id in sorted(revoked):
+        close_user_sockets(user_id, stop_generations=user_id in deactivated)

@@ -542,6 +542,24 @@ def running(message_uuid: str) -> GenerationRunner | None:
     return _running.get(message_uuid)
 
 
+async def stop(message: Message) -> None:
+    """Stop a running answer wherever it runs: its runner in this process, or through its
+    conversation's control group in another (`message.conversation` loaded)."""
+    if message.status != Message.Status.STREAMING:
+        return  # already finished: stopping is a no-op
+    local = running(str(message.uuid))
+    if local is not None:
+        local.stop()
+        return
+    if message.is_stale:
+        await mark_interrupted(message)
+        return
+    await get_channel_layer().group_send(
+        message.conversation.control_group_name,
+        {"type": "generation.stop", "message": str(message.uuid)},
+    )
+
+
 # --- process maintenance: heartbeats and dead generations ------------------------------------
 
 

@@ -24,7 +24,7 @@ from ..backends.base import ChatRequest
 from ..chat.protocol import ClientError, not_found
 from ..errors import describe_error
 from ..models import Conversation, Message
-from ..runner.generation import GenerationRunner, mark_interrupted, running
+from ..runner.generation import GenerationRunner, stop
 from . import catalog
 from .threads import Tree, history_for, serialize_message, serialize_thread
 from .titles import generate_title
@@ -459,20 +459,7 @@ async def _after_generation(runner: GenerationRunner) -> None:
 
 
 async def stop_generation(user: Any, message_uuid: uuid.UUID) -> None:
-    message = await get_message(user, message_uuid)
-    if message.status != Message.Status.STREAMING:
-        return  # already finished: stopping is a no-op
-    local = running(str(message.uuid))
-    if local is not None:
-        local.stop()
-        return
-    if message.is_stale:
-        await mark_interrupted(message)
-        return
-    await get_channel_layer().group_send(
-        message.conversation.control_group_name,
-        {"type": "generation.stop", "message": str(message.uuid)},
-    )
+    await stop(await get_message(user, message_uuid))
 
 
 @transaction.atomic
