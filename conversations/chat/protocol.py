@@ -46,7 +46,12 @@ Server → client
   reasoning_unterminated, error?}`` — the terminal frame: ``status`` is ``complete``,
   ``stopped``, ``error`` or ``interrupted``; ``error`` is ``{code, message, retryable}``.
 - ``error {code, detail, ref?}`` — a bad client frame; the socket stays open. ``ref`` echoes the
-  frame's ``client_id`` when there was one.
+  frame's ``client_id`` when there was one. ``throttled``: too many frames (every type counts,
+  per socket and per user).
+
+Close codes: 4401 not signed in or may not chat, 4403 signed out or deactivated elsewhere,
+4503 the server lost its link to the other processes (Redis): reconnect with backoff, then
+subscribe again (a snapshot brings the tab up to date).
 
 Every client frame is validated here before anything else runs.
 """
