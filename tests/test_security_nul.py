@@ -133,7 +133,8 @@ async def test_a_message_with_nul_is_kept_and_answered(simulator: Any) -> None:
     await tab.send({"type": "send", "conversation": None, "content": "Is 91\x00 prime?",
                     "client_id": uuid.uuid4().hex})  # fmt: skip
     created = await tab.until("conversation.created")
-    await tab.until("message.created")
+    shown = await tab.until("message.created")
+    assert shown["message"]["content"] == "Is 91\ufffd prime?"  # what every tab shows: as stored
     reply = await tab.until("message.created")
     done = await tab.until("generation.done", message=reply["message"]["id"])
     assert done["status"] == "complete"

@@ -64,6 +64,8 @@ from typing import Any
 
 from django.utils.translation import gettext as _
 
+from r1chat.text import clean_text
+
 MAX_FRAME_BYTES = 256 * 1024
 MAX_CONTENT_CHARS = 100_000
 MAX_SYSTEM_PROMPT_CHARS = 20_000
@@ -114,7 +116,7 @@ def _content(value: Any) -> str:
         )
     if not value.strip():
         raise ClientError("empty", _("The message is empty."))
-    return value
+    return clean_text(value)  # (the tabs are shown what is stored)
 
 
 def _number(value: Any, field: str, low: float, high: float, *, integer: bool) -> float | int:
