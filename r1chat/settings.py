@@ -454,6 +454,16 @@ SECURE_CSP = {
 R1CHAT_HEARTBEAT_INTERVAL = env_float("R1CHAT_HEARTBEAT_INTERVAL", 5.0)
 R1CHAT_STALE_AFTER = env_float("R1CHAT_STALE_AFTER", 20.0)
 
+# The chat socket: frames a tab may send (a burst, then a rate a second), and a user's tabs
+# together a minute (conversations.chat.consumers); questions a minute (turns.actions).
+R1CHAT_SOCKET_FRAME_BURST = env_int("R1CHAT_SOCKET_FRAME_BURST", 20)
+R1CHAT_SOCKET_FRAME_RATE = env_float("R1CHAT_SOCKET_FRAME_RATE", 5.0)
+R1CHAT_USER_FRAMES_PER_MINUTE = env_int("R1CHAT_USER_FRAMES_PER_MINUTE", 300)
+R1CHAT_SEND_RATE_PER_MINUTE = env_int("R1CHAT_SEND_RATE_PER_MINUTE", 30)
+# Rendering a streaming text's open last block takes at most this share of a core per stream
+# (conversations.runner.generation).
+R1CHAT_RENDER_SHARE = env_float("R1CHAT_RENDER_SHARE", 0.001)
+
 # redis-py 8 times socket reads out after 5 s by default: exactly channels-redis's blocking-pop
 # wait (BZPOPMIN, 5 s), so a socket idle for 5 s raised TimeoutError in its consumer and was
 # closed with 1011. Reads get more room than the blocking pop; connecting stays quick.
