@@ -13,7 +13,6 @@ from asgiref.sync import sync_to_async
 from autobahn.exception import Disconnected
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.core.cache import cache
 from django.utils.translation import gettext as _
 
 from ..models import Message
@@ -40,9 +39,9 @@ def _limits() -> tuple[int, float, int]:
     R1CHAT_SOCKET_FRAME_RATE a second; and a user's tabs together
     R1CHAT_USER_FRAMES_PER_MINUTE (every process: the shared cache)."""
     return (
-        int(getattr(settings, "R1CHAT_SOCKET_FRAME_BURST", 20)),
-        float(getattr(settings, "R1CHAT_SOCKET_FRAME_RATE", 5.0)),
-        int(getattr(settings, "R1CHAT_USER_FRAMES_PER_MINUTE", 300)),
+        settings.R1CHAT_SOCKET_FRAME_BURST,
+        settings.R1CHAT_SOCKET_FRAME_RATE,
+        settings.R1CHAT_USER_FRAMES_PER_MINUTE,
     )
 
 
@@ -140,14 +139,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if self.allowance < 1:
             raise ClientError("throttled", _("Too many requests. Slow down and try again."))
         self.allowance -= 1
-        key = f"r1chat:frames:{self.user.pk}:{int(time.time() // 60)}"
-        if not await cache.aadd(key, 1, timeout=120):
-            try:
-                count = await cache.aincr(key)
-            except ValueError:
-                count = 1
-            if count > self.user_limit:
-                raise ClientError("throttled", _("Too many requests. Slow down and try again."))
+        if await actions.count_this_minute("frames", self.user.pk) > self.user_limit:
+            raise ClientError("throttled", _("Too many requests. Slow down and try again."))
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale database connections before every handler: a hop to the one

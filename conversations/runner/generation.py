@@ -44,7 +44,7 @@ FRAME_INTERVAL = float(getattr(settings, "R1CHAT_FRAME_INTERVAL", 0.04))
 # (its next rendering waits its CPU time / RENDER_SHARE), and the page's HTML of a text is never
 # older than RENDER_AT_LEAST_EVERY. A short paragraph (~0.1 ms) is rendered ~10 times a second,
 # a long table less often; finished blocks are rendered once whatever their size.
-RENDER_SHARE = float(getattr(settings, "R1CHAT_RENDER_SHARE", 0.001))
+RENDER_SHARE = settings.R1CHAT_RENDER_SHARE
 RENDER_AT_LEAST_EVERY = 0.25
 REMOTE_INTERVAL = float(getattr(settings, "R1CHAT_REMOTE_FRAME_INTERVAL", 0.2))
 PERSIST_INTERVAL = 1.0

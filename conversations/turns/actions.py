@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 # A new user's chat settings; what they save on the account page and per conversation wins.
 DEFAULT_SETTINGS: dict[str, Any] = {**CHAT_DEFAULTS, "enhanced_reasoning": True}
-SEND_RATE_PER_MINUTE = int(getattr(django_settings, "R1CHAT_SEND_RATE_PER_MINUTE", 30))
+SEND_RATE_PER_MINUTE = django_settings.R1CHAT_SEND_RATE_PER_MINUTE
 QUOTA_CACHE_SECONDS = 60
 TITLE_CHARS = 60
 
@@ -113,17 +113,21 @@ def _refuse_while_shutting_down() -> None:
         )
 
 
-async def _throttle(user: Any) -> None:
-    """At most SEND_RATE_PER_MINUTE questions a minute per user, counted in the shared cache
-    (every process), with its async API."""
-    key = f"r1chat:sends:{user.pk}:{int(time.time() // 60)}"
+async def count_this_minute(name: str, user_id: int) -> int:
+    """Count one more `name` for this user in this minute, in the shared cache (every process),
+    with its async API; the count so far, this one included."""
+    key = f"r1chat:{name}:{user_id}:{int(time.time() // 60)}"
     if await cache.aadd(key, 1, timeout=120):
-        return
+        return 1
     try:
-        sends = await cache.aincr(key)
+        return await cache.aincr(key)
     except ValueError:  # expired just now
-        sends = 1 if await cache.aadd(key, 1, timeout=120) else await cache.aincr(key)
-    if sends > SEND_RATE_PER_MINUTE:
+        return 1 if await cache.aadd(key, 1, timeout=120) else await cache.aincr(key)
+
+
+async def _throttle(user: Any) -> None:
+    """At most SEND_RATE_PER_MINUTE questions a minute per user."""
+    if await count_this_minute("sends", user.pk) > SEND_RATE_PER_MINUTE:
         raise ClientError("throttled", _("You are sending messages too fast. Wait a minute."))
 
 
