@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from typing import Any
 
+import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
@@ -121,8 +123,6 @@ def redis_url_or_skip() -> str:
     import socket
     from urllib.parse import urlsplit
 
-    import pytest
-
     url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     where = urlsplit(url)
     try:
@@ -130,3 +130,42 @@ def redis_url_or_skip() -> str:
     except OSError:
         pytest.skip(f"no Redis at {url}")
     return url
+
+
+# --- autouse fixtures of the modules that stream through the socket (import them there) ---
+
+
+@pytest.fixture(autouse=True)
+def fresh_layer_and_clients():
+    """Each test has its own event loop: no channel layer or HTTP client from an old one."""
+    from channels.layers import channel_layers
+
+    from conversations import backends
+
+    channel_layers.backends.clear()
+    backends._backends.clear()
+    yield
+    channel_layers.backends.clear()
+    backends._backends.clear()
+
+
+@pytest.fixture(autouse=True)
+async def generations_end_before_the_database_is_emptied():
+    """A test may end while an answer still streams (the second prompt after a Stop): its
+    runner is cancelled and its last write done before the tables are truncated, which it
+    could otherwise deadlock with (PostgreSQL). Then the database threads finish what they
+    were given (a batch of progress writes the cancelled runner no longer waits for)."""
+    from conversations.runner import db
+    from conversations.runner.generation import _running
+
+    yield
+    tasks = [runner.task for runner in list(_running.values()) if runner.task is not None]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    workers = db._pool._max_workers
+    everyone_free = threading.Barrier(workers, timeout=10)
+    await asyncio.gather(
+        *(asyncio.wrap_future(db._pool.submit(everyone_free.wait)) for _ in range(workers))
+    )
+    await sync_to_async(lambda: None)()  # the shared sync thread too

@@ -20,9 +20,11 @@ from conversations.models import Conversation, Message
 from conversations.runner import generation
 from conversations.simulator import Scenario
 from conversations.turns import actions
-from tests.chat_support import (
+from tests.chat_support import (  # noqa: F401 (autouse fixtures: they apply to this module)
     Tab,
     assemble,
+    fresh_layer_and_clients,
+    generations_end_before_the_database_is_emptied,
     make_backend,
     make_user,
     redis_url_or_skip,
@@ -30,44 +32,6 @@ from tests.chat_support import (
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_layer_and_clients():
-    """Each test has its own event loop: no channel layer or HTTP client from an old one."""
-    from channels.layers import channel_layers
-
-    from conversations import backends
-
-    channel_layers.backends.clear()
-    backends._backends.clear()
-    yield
-    channel_layers.backends.clear()
-    backends._backends.clear()
-
-
-@pytest.fixture(autouse=True)
-async def _generations_end_before_the_database_is_emptied():
-    """A test may end while an answer still streams (the second prompt after a Stop): its
-    runner is cancelled and its last write done before the tables are truncated, which it
-    could otherwise deadlock with (PostgreSQL). Then the database threads finish what they
-    were given (a batch of progress writes the cancelled runner no longer waits for)."""
-    import threading
-
-    from conversations.runner import db
-    from conversations.runner.generation import _running
-
-    yield
-    tasks = [runner.task for runner in list(_running.values()) if runner.task is not None]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    workers = db._pool._max_workers
-    everyone_free = threading.Barrier(workers, timeout=10)
-    await asyncio.gather(
-        *(asyncio.wrap_future(db._pool.submit(everyone_free.wait)) for _ in range(workers))
-    )
-    await sync_to_async(lambda: None)()  # the shared sync thread too
 
 
 @pytest.fixture

@@ -20,46 +20,17 @@ from django.urls import reverse
 
 from conversations.models import Message
 from conversations.simulator import Scenario
-from tests.chat_support import Tab, make_backend, make_user
+from tests.chat_support import (  # noqa: F401 (autouse fixtures: they apply to this module)
+    Tab,
+    fresh_layer_and_clients,
+    generations_end_before_the_database_is_emptied,
+    make_backend,
+    make_user,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CLOSE_REVOKED = 4403
-
-
-@pytest.fixture(autouse=True)
-def _fresh_layer_and_clients():
-    """Each test has its own event loop: no channel layer or HTTP client from an old one."""
-    from channels.layers import channel_layers
-
-    from conversations import backends
-
-    channel_layers.backends.clear()
-    backends._backends.clear()
-    yield
-    channel_layers.backends.clear()
-    backends._backends.clear()
-
-
-@pytest.fixture(autouse=True)
-async def _generations_end_first():
-    """Runners still streaming end before the tables are emptied (as in test_chat_consumer)."""
-    import threading
-
-    from conversations.runner import db
-    from conversations.runner.generation import _running
-
-    yield
-    tasks = [runner.task for runner in list(_running.values()) if runner.task is not None]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    workers = db._pool._max_workers
-    everyone_free = threading.Barrier(workers, timeout=10)
-    await asyncio.gather(
-        *(asyncio.wrap_future(db._pool.submit(everyone_free.wait)) for _ in range(workers))
-    )
-    await sync_to_async(lambda: None)()
 
 
 @pytest.fixture
