@@ -23,8 +23,10 @@ from .models import SharedLink, SharedMessage
 
 logger = logging.getLogger(__name__)
 
-# Links one user may make in a minute (each copies a whole thread).
+# Links one user may make, and shared chats they may continue, in a minute (each copies a
+# whole thread).
 SHARES_PER_MINUTE = 20
+CONTINUES_PER_MINUTE = 20
 
 
 class ShareError(Exception):
@@ -129,6 +131,8 @@ def revoke_all_links(user: Any) -> int:
 def continue_conversation(user: Any, link: SharedLink) -> Conversation:
     """A new conversation of `user` holding a copy of the snapshot (reasoning only if it was
     shared), which they can go on with."""
+    if async_to_sync(count_this_minute)("continues", user.pk) > CONTINUES_PER_MINUTE:
+        raise ShareError("throttled", _("You are copying chats too fast. Wait a minute."), 429)
     shared = list(link.messages.all())
     now = timezone.now()
     with transaction.atomic():

@@ -137,7 +137,11 @@ def continue_link(request: HttpRequest, token: str) -> HttpResponse:
     target = chat_redirect_url(request.user)
     if target is not None:
         return redirect(target)
-    conversation = actions.continue_conversation(request.user, link)
+    try:
+        conversation = actions.continue_conversation(request.user, link)
+    except actions.ShareError as exc:
+        messages.error(request, exc.detail)
+        return redirect(link.get_absolute_url())
     return redirect("conversation-detail", conversation.uuid)
 
 

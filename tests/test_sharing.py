@@ -19,6 +19,7 @@ from django.urls import reverse
 
 from conversations.models import Conversation, Message
 from review.testing import add_answer, make_conversation, make_personas
+from sharing.actions import CONTINUES_PER_MINUTE, SHARES_PER_MINUTE
 from sharing.models import SharedLink
 
 pytestmark = pytest.mark.django_db
@@ -388,3 +389,38 @@ def test_the_admin_shows_which_conversations_are_shared(people: dict[str, Any]) 
     assert f'href="{path}"' in review and "included" in review and "not included" in review
     # A reviewer without the review right sees neither.
     assert client_for(people["carol"]).get(changelist).status_code == 403
+
+
+def test_making_links_too_fast_is_refused_with_a_reason(people: dict[str, Any]) -> None:
+    conversation, _, _ = make_conversation(people["alice"])
+    client = client_for(people["alice"])
+    for _ in range(SHARES_PER_MINUTE):
+        assert share(client, conversation).status_code == 201
+    response = share(client, conversation)
+    assert response.status_code == 429
+    assert response.json() == {
+        "error": "throttled",
+        "detail": "You are making links too fast. Wait a minute.",
+    }
+    assert SharedLink.objects.count() == SHARES_PER_MINUTE
+
+
+def test_continuing_too_fast_is_refused_on_the_shared_page(people: dict[str, Any]) -> None:
+    conversation, _, _ = make_conversation(people["alice"])
+    path = make_link(people["alice"], conversation)
+    bob = client_for(people["bob"])
+    for _ in range(CONTINUES_PER_MINUTE):
+        assert bob.post(f"{path}continue").status_code == 302
+    response = bob.post(f"{path}continue", follow=True)
+    assert response.redirect_chain == [(path, 302)]
+    assert "You are copying chats too fast. Wait a minute." in response.content.decode()
+    assert Conversation.objects.filter(owner=people["bob"]).count() == CONTINUES_PER_MINUTE
+
+
+def test_the_shared_page_speaks_the_viewers_language(people: dict[str, Any]) -> None:
+    conversation, _, _ = make_conversation(people["alice"], reasoning="想一想。")
+    path = make_link(people["alice"], conversation, include_reasoning=True)
+    text = Client(headers={"Accept-Language": "zh-Hans"}).get(path).content.decode()
+    assert "登录后继续此对话" in text
+    assert "包含推理过程" in text
+    assert "Sign in to continue" not in text

@@ -110,6 +110,17 @@ def test_share_open_signed_out_and_continue(signed_in, browser, live_server_url,
         timeout=30_000,
     )
     assert copy.messages.count() == 4
+
+    # Alice revokes the link on her account page: it is gone for everyone.
+    page.goto(live_server_url + "/account/#section-shared")
+    row = page.locator("#shared-links .shared-link")
+    assert row.count() == 1 and row.locator(".shared-link-url").input_value() == url
+    row.scroll_into_view_if_needed()
+    screenshot(page, "shared-links-account")
+    row.locator(".shared-revoke").click()
+    page.wait_for_selector("#shared-empty")
+    assert "The link was revoked" in page.locator("#auth-messages").inner_text()
+    assert bob_page.goto(url).status == 404
     for w in (watch, bob_watch):
         assert not w.errors and not w.dialogs and not w.foreign_requests
 
