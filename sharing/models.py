@@ -84,7 +84,3 @@ class SharedMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} {self.position}"
-
-    @property
-    def incomplete(self) -> bool:
-        return self.status != Message.Status.COMPLETE

@@ -21,6 +21,7 @@ from accounts.access import chat_redirect_url
 from conversations.views import chat_required
 
 from . import actions
+from .markup import shared_thread_html
 from .models import SharedLink
 
 DESCRIPTION_CHARS = 200
@@ -102,12 +103,11 @@ def _thought_label(seconds: float | None) -> str:
 def shared_page(request: HttpRequest, token: str) -> HttpResponse:
     link = actions.get_link(token)
     shared = list(link.messages.all())
-    for message in shared:
-        message.thought_label = _thought_label(message.thought_seconds)
+    labels = {"unfinished": _("This answer was not finished.")}
     user = request.user
     context = {
         "link": link,
-        "shared": shared,
+        "thread_html": shared_thread_html(shared, _thought_label, labels),
         "title": link.title or _("Shared conversation"),
         "description": _description(link, shared),
         "page_url": request.build_absolute_uri(link.get_absolute_url()),

@@ -14,6 +14,10 @@ from tests.browser.conftest import screenshot
 
 pytestmark = pytest.mark.timeout(120)
 
+# What hostile content must never become on the shared page.
+INERT = ("script", "iframe", "object", "img", "style", "image", "[onerror]", "[onload]",
+         "a[href^='javascript']", "a[href^='data']", "[style]")  # fmt: skip
+
 
 def open_chat(page, url):
     page.goto(url)
@@ -156,3 +160,41 @@ def test_share_from_the_sidebar_menu_with_reasoning(
     finally:
         guest.close()
     assert not watch.errors and not watch.dialogs
+
+
+def test_hostile_content_stays_inert_on_the_shared_page(signed_in, browser, live_server_url):
+    from conversations.rendering import render_markdown
+    from review.testing import make_conversation
+    from tests.browser.conftest import Watch
+    from tests.browser.test_xss_browser import EVIL, PAYLOAD
+
+    page, alice, _watch = signed_in()
+    title = "\"><img src=x onerror=alert('title')>"
+    conversation, _, answer = make_conversation(
+        alice, title=title, question=PAYLOAD, answer=PAYLOAD, reasoning=PAYLOAD
+    )
+    answer.reasoning_html = render_markdown(PAYLOAD)
+    answer.save(update_fields=["reasoning_html"])
+    open_chat(page, f"{live_server_url}/c/{conversation.uuid}/")
+    page.locator("#share-btn").click()
+    url = create_link(page, reasoning=True)
+
+    guest = browser.new_context(viewport={"width": 1280, "height": 860})
+    try:
+        shared = guest.new_page()
+        watch = Watch(live_server_url)
+        watch.attach(shared)
+        shared.goto(url)
+        shared.locator("details.thinking summary").click()  # the reasoning shown, too
+        shared.wait_for_timeout(500)  # let any (wrongly) triggered load or handler happen
+        assert watch.dialogs == [] and watch.errors == []
+        assert [u for u in watch.foreign_requests if EVIL in u] == []
+        thread = shared.locator("#shared-thread")
+        for selector in INERT:
+            assert thread.locator(selector).count() == 0, selector
+        assert shared.locator("#shared-title").inner_text() == title
+        text = shared.locator(".msg-user .user-text").inner_text()
+        assert "<script>alert('script')</script>" in text
+        screenshot(shared, "shared-page-hostile")
+    finally:
+        guest.close()
