@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import time
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from django.urls import reverse
 
 from conversations.models import Conversation, Message
 from review.testing import add_answer, make_conversation, make_personas
-from sharing.actions import CONTINUES_PER_MINUTE, SHARES_PER_MINUTE
+from sharing import actions
 from sharing.models import SharedLink
 
 pytestmark = pytest.mark.django_db
@@ -284,6 +285,13 @@ def test_deleting_the_conversation_revokes_its_links(people: dict[str, Any]) -> 
     assert not SharedLink.objects.exists()
 
 
+def test_deleting_the_account_revokes_its_links(people: dict[str, Any]) -> None:
+    conversation, _, _ = make_conversation(people["alice"])
+    path = make_link(people["alice"], conversation)
+    people["alice"].delete()
+    assert Client().get(path).status_code == 404
+
+
 def test_continue_copies_the_chat_into_the_viewers_history(people: dict[str, Any]) -> None:
     alice, bob = people["alice"], people["bob"]
     conversation, _, _ = make_conversation(alice, reasoning="Alice's model thought this.")
@@ -391,10 +399,22 @@ def test_the_admin_shows_which_conversations_are_shared(people: dict[str, Any]) 
     assert client_for(people["carol"]).get(changelist).status_code == 403
 
 
-def test_making_links_too_fast_is_refused_with_a_reason(people: dict[str, Any]) -> None:
+@pytest.fixture
+def low_limits(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Two links and two continued chats a minute, counted within one minute."""
+    monkeypatch.setattr(actions, "SHARES_PER_MINUTE", 2)
+    monkeypatch.setattr(actions, "CONTINUES_PER_MINUTE", 2)
+    if time.time() % 60 > 50:  # the count is per calendar minute: start a fresh one
+        time.sleep(61 - time.time() % 60)
+    return 2
+
+
+def test_making_links_too_fast_is_refused_with_a_reason(
+    people: dict[str, Any], low_limits: int
+) -> None:
     conversation, _, _ = make_conversation(people["alice"])
     client = client_for(people["alice"])
-    for _ in range(SHARES_PER_MINUTE):
+    for _ in range(low_limits):
         assert share(client, conversation).status_code == 201
     response = share(client, conversation)
     assert response.status_code == 429
@@ -402,19 +422,22 @@ def test_making_links_too_fast_is_refused_with_a_reason(people: dict[str, Any]) 
         "error": "throttled",
         "detail": "You are making links too fast. Wait a minute.",
     }
-    assert SharedLink.objects.count() == SHARES_PER_MINUTE
+    assert SharedLink.objects.count() == low_limits
+    assert share(client_for(people["bob"]), make_conversation(people["bob"])[0]).status_code == 201
 
 
-def test_continuing_too_fast_is_refused_on_the_shared_page(people: dict[str, Any]) -> None:
+def test_continuing_too_fast_is_refused_on_the_shared_page(
+    people: dict[str, Any], low_limits: int
+) -> None:
     conversation, _, _ = make_conversation(people["alice"])
     path = make_link(people["alice"], conversation)
     bob = client_for(people["bob"])
-    for _ in range(CONTINUES_PER_MINUTE):
+    for _ in range(low_limits):
         assert bob.post(f"{path}continue").status_code == 302
     response = bob.post(f"{path}continue", follow=True)
     assert response.redirect_chain == [(path, 302)]
     assert "You are copying chats too fast. Wait a minute." in response.content.decode()
-    assert Conversation.objects.filter(owner=people["bob"]).count() == CONTINUES_PER_MINUTE
+    assert Conversation.objects.filter(owner=people["bob"]).count() == low_limits
 
 
 def test_the_shared_page_speaks_the_viewers_language(people: dict[str, Any]) -> None:
