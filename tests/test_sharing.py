@@ -178,7 +178,34 @@ def test_the_visible_thread_is_what_is_shared(people: dict[str, Any]) -> None:
     conversation.save(update_fields=["current_leaf"])
     text = Client().get(make_link(people["alice"], conversation)).content.decode()
     assert "First try" in text and "Second try" not in text
-    assert second.pk  # (still in the tree)
+    assert Message.objects.filter(pk=second.pk).exists()  # still in the tree, not shared
+
+
+def test_an_answer_without_cached_html_is_rendered_by_the_same_renderer(
+    people: dict[str, Any],
+) -> None:
+    conversation, _, answer = make_conversation(people["alice"], answer="A *fresh* answer")
+    Message.objects.filter(pk=answer.pk).update(html="")
+    text = Client().get(make_link(people["alice"], conversation)).content.decode()
+    assert "A <em>fresh</em> answer" in text
+
+
+def test_unfinished_answers_say_so_and_failed_empty_ones_are_left_out(
+    people: dict[str, Any],
+) -> None:
+    conversation, _, answer = make_conversation(people["alice"], answer="Half an ans")
+    Message.objects.filter(pk=answer.pk).update(status=Message.Status.STOPPED)
+    again = Message.objects.create(
+        conversation=conversation, parent=answer, role="user", content="Go on"
+    )
+    failed = add_answer(again, "", status=Message.Status.ERROR)
+    conversation.current_leaf = failed
+    conversation.save(update_fields=["current_leaf"])
+    path = make_link(people["alice"], conversation)
+    text = Client().get(path).content.decode()
+    assert "Half an ans" in text and "This answer was not finished." in text
+    assert text.count('class="msg msg-assistant"') == 1
+    assert SharedLink.objects.get().message_count == 3  # two questions, one answer
 
 
 def test_an_answer_being_written_is_not_shared_half_way(people: dict[str, Any]) -> None:
