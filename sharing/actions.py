@@ -39,7 +39,7 @@ class ShareError(Exception):
         self.status = status
 
 
-def _own_conversation(user: Any, conversation_uuid: uuid.UUID) -> Conversation:
+def own_conversation(user: Any, conversation_uuid: uuid.UUID) -> Conversation:
     """The user's conversation; another user's id is *not found*, never forbidden."""
     conversation = Conversation.objects.filter(uuid=conversation_uuid, owner=user).first()
     if conversation is None:
@@ -80,7 +80,7 @@ def share_conversation(
     user: Any, conversation_uuid: uuid.UUID, *, include_reasoning: bool = False
 ) -> SharedLink:
     """A new link to a snapshot of the conversation's visible thread as it is now."""
-    conversation = _own_conversation(user, conversation_uuid)
+    conversation = own_conversation(user, conversation_uuid)
     if async_to_sync(count_this_minute)("shares", user.pk) > SHARES_PER_MINUTE:
         raise ShareError("throttled", _("You are making links too fast. Wait a minute."), 429)
     messages = thread_messages(conversation, Tree.load(conversation))

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST, require_safe
+from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from accounts.access import chat_redirect_url
 from conversations.views import chat_required
@@ -70,6 +70,15 @@ def create_link(request: HttpRequest, conversation_id: uuid.UUID) -> JsonRespons
     except actions.ShareError as exc:
         return JsonResponse({"error": exc.code, "detail": exc.detail}, status=exc.status)
     return JsonResponse({"link": _link_json(request, link)}, status=201)
+
+
+@require_GET
+@chat_required
+def conversation_links(request: HttpRequest, conversation_id: uuid.UUID) -> JsonResponse:
+    """The conversation's live links (the dialog says when there are some already)."""
+    conversation = actions.own_conversation(request.user, conversation_id)
+    links = SharedLink.objects.filter(conversation=conversation)
+    return JsonResponse({"links": [_link_json(request, link) for link in links]})
 
 
 # --- /s/<token>/: the shared page, open to anyone with the link ------------------------------

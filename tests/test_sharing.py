@@ -474,3 +474,18 @@ def test_the_shared_page_speaks_the_viewers_language(people: dict[str, Any]) -> 
     assert "登录后继续此对话" in text
     assert "包含推理过程" in text
     assert "Sign in to continue" not in text
+
+
+def test_the_dialog_learns_the_chats_live_links(people: dict[str, Any]) -> None:
+    conversation, _, _ = make_conversation(people["alice"])
+    url = reverse("conversation-shares", args=[conversation.uuid])
+    alice = client_for(people["alice"])
+    assert alice.get(url).json() == {"links": []}
+    path = make_link(people["alice"], conversation, include_reasoning=True)
+    links = alice.get(url).json()["links"]
+    assert [(link["url"], link["include_reasoning"]) for link in links] == [
+        (f"http://testserver{path}", True)
+    ]
+    assert client_for(people["bob"]).get(url).status_code == 404
+    page = alice.get(reverse("conversation-detail", args=[conversation.uuid])).content.decode()
+    assert 'data-many="This chat already has %(count)s shared links.' in page

@@ -65,6 +65,13 @@ def test_share_open_signed_out_and_continue(signed_in, browser, live_server_url,
     page.locator("#share-close").click()
     page.locator("#share-dialog").wait_for(state="hidden")
 
+    # Shared again later, the dialog says a link exists already.
+    page.locator("#share-btn").click()
+    page.locator("#share-existing").wait_for(state="visible")
+    assert "already has a shared link" in page.locator("#share-existing").inner_text()
+    page.locator("#share-choose button[value=cancel]").click()
+    page.locator("#share-dialog").wait_for(state="hidden")
+
     # What Alice writes next is not in the snapshot.
     ask_more = page.locator(".msg-assistant").count()
     page.fill("#composer-input", "A private follow-up")

@@ -1,7 +1,7 @@
 // Share links from the chat page: the header's Share button and the sidebar menu's "Share" open
 // a dialog (include the reasoning or not), which asks the server for a link to a snapshot of the
 // thread as it is now, then shows it with a copy button.
-import { postJSON } from "./api.js";
+import { getJSON, postJSON } from "./api.js";
 import { t } from "./i18n.js";
 import { copyText } from "./ui.js";
 
@@ -15,6 +15,7 @@ export function setupShare(config) {
   const done = document.getElementById("share-done");
   const reasoning = document.getElementById("share-reasoning");
   const error = document.getElementById("share-error");
+  const existing = document.getElementById("share-existing");
   const create = document.getElementById("share-create");
   const urlInput = document.getElementById("share-url");
   const copy = document.getElementById("share-copy");
@@ -29,8 +30,24 @@ export function setupShare(config) {
     choose.hidden = false;
     done.hidden = true;
     create.disabled = false;
+    existing.hidden = true;
     dialog.showModal();
     create.focus();
+    showExisting(id);
+  }
+
+  /** "This chat already has N shared links", when it has. */
+  async function showExisting(id) {
+    let links = [];
+    try {
+      links = (await getJSON(dialog.dataset.linksUrl.replace(ZERO, id))).links;
+    } catch {
+      return; // only a hint: the dialog works without it
+    }
+    if (id !== conversation || !links.length || !done.hidden) return;
+    const text = links.length === 1 ? existing.dataset.one : existing.dataset.many;
+    existing.textContent = text.replace("%(count)s", String(links.length));
+    existing.hidden = false;
   }
 
   async function makeLink() {
