@@ -52,7 +52,6 @@ class SharedColumnMixin:
         if not n:
             return "—"
         return format_html(
-            '<span class="r1-shared" title="{}">🔗 {}</span>',
-            ngettext("Shared by %(count)d link", "Shared by %(count)d links", n) % {"count": n},
-            n,
+            '<span class="r1-shared">{}</span>',
+            ngettext("%(count)d link", "%(count)d links", n) % {"count": n},
         )

@@ -205,3 +205,28 @@ def test_hostile_content_stays_inert_on_the_shared_page(signed_in, browser, live
         screenshot(shared, "shared-page-hostile")
     finally:
         guest.close()
+
+
+def test_the_admin_shows_the_shared_conversations(signed_in, live_server_url):
+    from review.testing import make_conversation, make_person
+
+    page, alice, _watch = signed_in()
+    shared, _, _ = make_conversation(alice, title="Shared primes")
+    make_conversation(alice, title="Private primes")
+    open_chat(page, f"{live_server_url}/c/{shared.uuid}/")
+    page.locator("#share-btn").click()
+    url = create_link(page)
+
+    root = make_person("root", is_staff=True, is_superuser=True)
+    admin, _root, watch = signed_in(root)
+    admin.goto(f"{live_server_url}/admin/conversations/conversation/?shared=yes")
+    rows = admin.locator("#result_list tbody tr")
+    assert rows.count() == 1 and "Shared primes" in rows.first.inner_text()
+    assert rows.first.locator("td.field-shared").inner_text() == "1 link"
+    screenshot(admin, "admin-shared-filter")
+    rows.first.locator("a", has_text="Shared primes").click()
+    section = admin.locator("#review-shared")
+    assert section.locator("a").inner_text() == url
+    section.scroll_into_view_if_needed()
+    screenshot(admin, "admin-review-shared-links")
+    assert not watch.errors
