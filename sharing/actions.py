@@ -19,7 +19,7 @@ from conversations.rendering import render_markdown
 from conversations.turns.actions import announce_conversation, count_this_minute
 from conversations.turns.threads import Tree, thread_messages
 
-from .models import SharedLink, SharedMessage
+from .models import TOKEN_MAX_LENGTH, SharedLink, SharedMessage
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,8 @@ def share_conversation(
 
 def get_link(token: str) -> SharedLink:
     """The link with this token; an unknown or revoked one is the same 404."""
-    link = SharedLink.objects.filter(token=token).first() if len(token) <= 64 else None
+    known = len(token) <= TOKEN_MAX_LENGTH
+    link = SharedLink.objects.filter(token=token).first() if known else None
     if link is None:
         raise Http404
     return link
@@ -123,9 +124,8 @@ def revoke_link(user: Any, token: str) -> None:
 
 def revoke_all_links(user: Any) -> int:
     """Delete every link of the user; how many there were."""
-    count = SharedLink.objects.filter(owner=user).count()
-    SharedLink.objects.filter(owner=user).delete()
-    return count
+    _total, deleted = SharedLink.objects.filter(owner=user).delete()
+    return deleted.get(SharedLink._meta.label, 0)
 
 
 def continue_conversation(user: Any, link: SharedLink) -> Conversation:

@@ -256,6 +256,8 @@ def test_a_revoked_link_is_the_same_404_as_an_unknown_one(people: dict[str, Any]
     assert revoked.status_code == 404
     assert _not_found_parts(revoked) == _not_found_parts(unknown)
     assert _not_found_parts(client_for(people["bob"]).get(path)) == _not_found_parts(unknown)
+    too_long = Client().get(reverse("shared-conversation", args=["y" * 500]))
+    assert _not_found_parts(too_long) == _not_found_parts(unknown)
     assert not SharedLink.objects.exists()  # the snapshot is gone with it
     # Continue on a revoked link: the same 404.
     assert client_for(people["bob"]).post(f"{path}continue").status_code == 404
