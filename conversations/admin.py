@@ -44,6 +44,7 @@ from r1chat.adminkit import ProjectAdmin, object_or_404
 from review.access import can_review
 from review.audit import record_admin_action
 from review.models import AdminAudit, Feedback, ReviewAudit
+from sharing.admin import SharedColumnMixin, SharedFilter
 
 from .backends.base import BackendConfig, Health
 from .backends.ollama import OllamaBackend
@@ -496,7 +497,7 @@ def _token_sum(key: str) -> Subquery:
 
 
 @admin.register(Conversation)
-class ConversationAdmin(ReviewAccessMixin, ProjectAdmin, admin.ModelAdmin):
+class ConversationAdmin(SharedColumnMixin, ReviewAccessMixin, ProjectAdmin, admin.ModelAdmin):
     list_display = (
         "review_link",
         "owner",
@@ -505,11 +506,13 @@ class ConversationAdmin(ReviewAccessMixin, ProjectAdmin, admin.ModelAdmin):
         "tokens",
         "status",
         "flags",
+        "shared",
         "updated_at",
     )
     list_display_links = None
     list_filter = (
         FlaggedFilter,
+        SharedFilter,
         ("owner", admin.RelatedOnlyFieldListFilter),
         BackendFilter,
         ModelFilter,

@@ -13,5 +13,6 @@ urlpatterns = [
     path("account/", include("accounts.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("review/", include("review.urls")),
+    path("", include("sharing.urls")),
     path("", include("conversations.urls")),
 ]

@@ -2,6 +2,7 @@
 import { Composer } from "./composer.js";
 import { t } from "./i18n.js";
 import { Settings } from "./settings.js";
+import { setupShare } from "./share.js";
 import { Sidebar } from "./sidebar.js";
 import { ChatSocket } from "./socket.js";
 import { setupTheme } from "./theme.js";
@@ -27,6 +28,7 @@ const sidebar = new Sidebar({
 });
 new Composer({ thread, socket, maxChars: config.max_chars });
 setupTheme(config);
+setupShare(config);
 
 const title = document.getElementById("conv-title");
 const exportButton = document.getElementById("export-btn");
@@ -40,6 +42,7 @@ function showConversation(id, text) {
   document.getElementById("export-md").href = `${url}export.md`;
   document.getElementById("export-json").href = `${url}export.json`;
   exportButton.hidden = false;
+  document.dispatchEvent(new CustomEvent("r1chat:conversation-shown", { detail: { id } }));
   if (window.location.pathname !== url) window.history.pushState({ conversation: id }, "", url);
 }
 

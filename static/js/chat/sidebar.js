@@ -75,6 +75,7 @@ export class Sidebar {
       if (action === "rename") this.startRename(item);
       else if (action === "pin" || action === "unpin") this.pin(item, action === "pin");
       else if (action === "delete") this.confirmDelete(item);
+      else this.dispatchAction(action, item);
     });
     // The drawer on narrow screens; a collapsible column on wide ones.
     const open = document.getElementById("sidebar-open");
@@ -297,6 +298,13 @@ export class Sidebar {
       }
     });
     input.addEventListener("blur", () => finish(true));
+  }
+
+  /** Menu actions another module handles (share.js: "share"). */
+  dispatchAction(action, item) {
+    const title = item.querySelector(".conv-title").textContent;
+    const detail = { action, id: item.dataset.id, title };
+    document.dispatchEvent(new CustomEvent("r1chat:conversation-action", { detail }));
   }
 
   dispatchRenamed(conversation) {
