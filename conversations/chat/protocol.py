@@ -23,6 +23,8 @@ Server → client
 - ``conversation.updated {conversation, title?, pinned?, updated_at?, deleted?}`` — to every
   tab of the user (the sidebar).
 - ``conversation.deleted {conversation}`` — to tabs showing a conversation that was deleted.
+- ``conversation.generating {conversation, generating}`` — to every tab of the user: an answer
+  started (true) or ended (false) in that conversation, in any process (the sidebar's mark).
 - ``message.created {conversation, message}`` — a serialised message (see
   ``serialize_message``); the user's message and the assistant's (status ``streaming``).
 - ``message.updated {conversation, message}`` — a whole stored message, replacing what the tab
