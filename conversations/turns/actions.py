@@ -551,8 +551,8 @@ async def purge_deleted() -> int:
     """Remove the conversations deleted longer ago than the Undo window (every process with
     tabs runs this now and then: runner.generation's maintenance)."""
     before = timezone.now() - _undo_window()
-    count, _ = await Conversation.all_objects.filter(deleted_at__lt=before).adelete()
-    return count
+    _total, by_model = await Conversation.all_objects.filter(deleted_at__lt=before).adelete()
+    return by_model.get(Conversation._meta.label, 0)
 
 
 # --- generating: the sidebar's mark ---------------------------------------------------------
