@@ -47,10 +47,8 @@ def test_keyboard_shortcuts(signed_in, live_server_url, simulator):
     text = "\n".join(rows)
     for label in ("Search chats", "New chat", "Stop the answer", "Show keyboard shortcuts"):
         assert label in text
-    assert dialog.locator(".shortcut", has_text="Search chats").locator("kbd").all_inner_texts() == [
-        "Ctrl",
-        "K",
-    ]
+    search = dialog.locator(".shortcut", has_text="Search chats")
+    assert search.locator("kbd").all_inner_texts() == ["Ctrl", "K"]
     assert "⌘" not in text
     screenshot(page, "keys-shortcuts-dialog")
     page.keyboard.press("Escape")  # (the dialog's own: closes it, stops nothing)
@@ -67,7 +65,7 @@ def test_keyboard_shortcuts(signed_in, live_server_url, simulator):
     page.wait_for_selector(".msg-assistant[data-status=complete]", timeout=30_000)
     send(page, "Second question")
     page.wait_for_function(
-        "() => [...document.querySelectorAll('.msg-assistant')].every(m => m.dataset.status === 'complete') && document.querySelectorAll('.msg-assistant').length === 2",
+        "() => document.querySelectorAll('.msg-assistant[data-status=complete]').length === 2",
         timeout=30_000,
     )
     page.fill("#composer-input", "draft")
@@ -202,9 +200,12 @@ def test_the_sidebar_marks_a_chat_whose_answer_is_being_written(
     third, _, _ = signed_in(user)
     open_chat(third, live_server_url + "/")
     assert third.locator(f"{item}[data-generating=true]").count() == 1
-    assert other.locator(f"{item} .conv-link").evaluate(
-        "el => getComputedStyle(el, '::after').animationName"
-    ) == "conv-generating"
+    assert (
+        other.locator(f"{item} .conv-link").evaluate(
+            "el => getComputedStyle(el, '::after').animationName"
+        )
+        == "conv-generating"
+    )
     screenshot(other, "keys-sidebar-generating")
     # Stopped: the mark goes everywhere.
     page.locator("#send-btn").click()
