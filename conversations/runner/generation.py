@@ -608,16 +608,28 @@ async def _maintain() -> None:
         await asyncio.sleep(HEARTBEAT_INTERVAL.total_seconds())
 
 
+# When the cache last failed (time.monotonic): a cache that comes back may have lost every
+# mark (a restarted Redis), so nothing is judged dead until each process has marked its own again.
+_cache_failed_at = float("-inf")
+
+
+def _cache_trusted() -> bool:
+    return time.monotonic() - _cache_failed_at > LIVE_TTL
+
+
 async def _keep_alive() -> None:
     """Mark this process's generations alive, then interrupt the ones nobody marks."""
+    global _cache_failed_at
     while True:
         try:
             if _running:
-                await mark_alive(list(_running))
-            await sweep_dead()
+                await cache.aset_many({_live_key(m): 1 for m in _running}, timeout=LIVE_TTL)
+            if _cache_trusted():
+                await sweep_dead()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # (the cache or the database is down: the next round)
+            _cache_failed_at = time.monotonic()
             logger.warning("generation liveness check failed: %s", exc)
         await asyncio.sleep(LIVE_INTERVAL)
 
@@ -653,6 +665,8 @@ async def is_dead(message: Message) -> bool:
         return False
     if (message.heartbeat_at or message.created_at) >= _quiet_since():
         return False  # (just created: its runner is about to mark it)
+    if not _cache_trusted():
+        return message.is_stale
     try:
         return bool(await _unmarked([message]))
     except Exception:
