@@ -88,6 +88,36 @@ def test_keyboard_shortcuts(signed_in, live_server_url, simulator):
     assert watch.errors == []
 
 
+def test_a_mac_shows_and_takes_the_command_key(signed_in, live_server_url):
+    page, _user, watch = signed_in()
+    cdp = page.context.new_cdp_session(page)
+    mac = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/537.36 Chrome/130 Safari/537.36"
+    cdp.send(
+        "Emulation.setUserAgentOverride",
+        {
+            "userAgent": mac,
+            "platform": "MacIntel",
+            "userAgentMetadata": {
+                "platform": "macOS", "platformVersion": "14.0", "architecture": "x86",
+                "model": "", "mobile": False,
+            },
+        },
+    )  # fmt: skip
+    open_chat(page, live_server_url + "/")
+    page.keyboard.press("Control+/")  # (not the shortcut on a Mac)
+    page.wait_for_timeout(200)
+    assert page.locator("#shortcuts-dialog[open]").count() == 0
+    page.keyboard.press("Meta+/")
+    page.wait_for_selector("#shortcuts-dialog[open]")
+    search = page.locator("#shortcuts-dialog .shortcut", has_text="Search chats")
+    assert search.locator("kbd").all_inner_texts() == ["⌘", "K"]
+    new_chat = page.locator("#shortcuts-dialog .shortcut", has_text="New chat")
+    assert new_chat.locator("kbd").all_inner_texts() == ["⌘", "⇧", "O"]
+    assert "Ctrl" not in page.locator("#shortcuts-dialog").inner_text()
+    screenshot(page, "keys-shortcuts-dialog-mac")
+    assert watch.errors == []
+
+
 # --- long inputs ------------------------------------------------------------------------------
 
 
@@ -101,6 +131,7 @@ def test_a_text_over_the_limit_is_kept_whole_counted_and_not_sent(signed_in, liv
     page.wait_for_selector("#char-count:not([hidden])")
     assert page.locator("#char-count").inner_text() == "5,000 characters left"
     assert page.locator("#composer-over").is_hidden()
+    screenshot(page, "keys-composer-counter")
     # Over it (a paste, as a person would): nothing is cut, the count turns red with a
     # message, and sending is refused.
     page.keyboard.insert_text("b" * 5_010)
