@@ -88,6 +88,25 @@ def test_keyboard_shortcuts(signed_in, live_server_url, simulator):
     assert watch.errors == []
 
 
+def test_esc_closes_an_open_dialog_first_and_then_stops_the_answer(
+    signed_in, live_server_url, simulator
+):
+    simulator.scenario = Scenario(token_rate=15)
+    page, _user, watch = signed_in()
+    open_chat(page, live_server_url + "/")
+    send(page, "Think slowly")
+    page.wait_for_selector(REASONING_SHOWN)
+    page.keyboard.press("Control+/")
+    page.wait_for_selector("#shortcuts-dialog[open]")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#shortcuts-dialog", state="hidden")
+    page.wait_for_timeout(400)
+    assert page.locator(".msg-assistant[data-status=streaming]").count() == 1
+    page.keyboard.press("Escape")
+    page.wait_for_selector(".msg-assistant[data-status=stopped]")
+    assert watch.errors == []
+
+
 def test_a_mac_shows_and_takes_the_command_key(signed_in, live_server_url):
     page, _user, watch = signed_in()
     cdp = page.context.new_cdp_session(page)
