@@ -83,6 +83,19 @@ class Backend(models.Model):
         )
 
 
+class ConversationQuerySet(models.QuerySet["Conversation"]):
+    def alive(self) -> ConversationQuerySet:
+        return self.filter(deleted_at__isnull=True)
+
+
+class LiveConversationManager(models.Manager["Conversation"]):
+    """The conversations people see: a deleted one is gone from every list, search, page and
+    API at once, while its rows wait out the Undo window (`deleted_at`)."""
+
+    def get_queryset(self) -> ConversationQuerySet:
+        return ConversationQuerySet(self.model, using=self._db).alive()
+
+
 class Conversation(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     owner = models.ForeignKey(
@@ -102,6 +115,13 @@ class Conversation(models.Model):
     # Last-used settings: backend id, model, deep_think, enhanced, temperature, max_tokens,
     # system_prompt.
     settings = CleanJSONField(default=dict, blank=True)
+    # Set by "Delete": hidden everywhere at once, purged once the Undo window has passed
+    # (turns.deletion).
+    deleted_at = models.DateTimeField(_("deleted"), null=True, blank=True, db_index=True)
+
+    objects = LiveConversationManager()
+    # Every row, deleted ones included: Undo and the purge.
+    all_objects = ConversationQuerySet.as_manager()
 
     class Meta:
         ordering = ["-pinned", "-updated_at", "-id"]

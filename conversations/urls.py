@@ -13,6 +13,9 @@ urlpatterns = [
     path("c/<uuid:conversation_id>/pin", views.conversation_pin, name="conversation-pin"),
     path("c/<uuid:conversation_id>/delete", views.conversation_delete, name="conversation-delete"),
     path(
+        "c/<uuid:conversation_id>/restore", views.conversation_restore, name="conversation-restore"
+    ),
+    path(
         "c/<uuid:conversation_id>/export.md", views.export_markdown, name="conversation-export-md"
     ),
     path(

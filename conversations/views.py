@@ -12,6 +12,7 @@ from functools import wraps
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.db.models import Exists, OuterRef, Q, QuerySet
@@ -34,7 +35,8 @@ from review.models import Feedback
 
 from .chat import protocol
 from .markup import message_html, thread_html
-from .models import Conversation, Message
+from .models import STALE_AFTER, Conversation, Message
+from .page_strings import keyboard_strings
 from .turns.actions import effective_settings
 from .turns.threads import Tree, serialize_thread, thread_messages
 
@@ -160,10 +162,17 @@ def sidebar_page(request: HttpRequest, cursor: str = "", query: str = "") -> dic
         queryset = queryset.filter(Q(title__icontains=query) | Exists(matches))
     if cursor:
         queryset = _after_cursor(queryset, request.user, cursor)
+    # An answer being written there (any tab, any process): the sidebar's mark. A generation
+    # whose process died without a beat for STALE_AFTER is not.
+    running = Message.objects.filter(
+        conversation=OuterRef("pk"),
+        status=Message.Status.STREAMING,
+        heartbeat_at__gte=timezone.now() - STALE_AFTER,
+    )
     rows = list(
-        queryset.only("id", "uuid", "title", "pinned", "updated_at").order_by(
-            "-pinned", "-updated_at", "-id"
-        )[: SIDEBAR_PAGE + 1]
+        queryset.only("id", "uuid", "title", "pinned", "updated_at")
+        .annotate(generating=Exists(running))
+        .order_by("-pinned", "-updated_at", "-id")[: SIDEBAR_PAGE + 1]
     )
     more = len(rows) > SIDEBAR_PAGE
     rows = rows[:SIDEBAR_PAGE]
@@ -178,6 +187,7 @@ def sidebar_page(request: HttpRequest, cursor: str = "", query: str = "") -> dic
                 "title": conversation.title or _("New chat"),
                 "pinned": conversation.pinned,
                 "updated_at": conversation.updated_at.isoformat(),
+                "generating": conversation.generating,
                 "group": group,
                 "group_label": label,
                 "url": reverse("conversation-detail", args=[conversation.uuid]),
@@ -374,7 +384,7 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
         "blank_user": message_html(_blank("user"), labels),
         "blank_assistant": message_html(_blank("assistant"), labels),
         "blank_item": {"id": "", "title": "", "pinned": False, "updated_at": "", "group": ""},
-        "chat_strings": js_strings(),
+        "chat_strings": js_strings() | keyboard_strings(),
         "t": labels,
         "sidebar": sidebar_page(request),
         "chat_config": {
@@ -383,6 +393,7 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
             "settings": effective_settings(request.user, conversation, {}),
             "max_chars": protocol.MAX_CONTENT_CHARS,
             "max_system_prompt_chars": protocol.MAX_SYSTEM_PROMPT_CHARS,
+            "undo_seconds": settings.R1CHAT_DELETE_UNDO_SECONDS,
             "theme_saved": hasattr(request.user, "theme"),
             "defaults_saved": hasattr(request.user, "chat_defaults"),
             "feedback": ratings,
@@ -487,7 +498,19 @@ def conversation_delete(request: HttpRequest, conversation_id: uuid.UUID) -> Jso
     from .turns import actions
 
     _run_action(actions.delete_conversation, request.user, conversation_id)
-    return JsonResponse({"deleted": str(conversation_id)})
+    return JsonResponse(
+        {"deleted": str(conversation_id), "undo_seconds": settings.R1CHAT_DELETE_UNDO_SECONDS}
+    )
+
+
+@require_POST
+@chat_required
+def conversation_restore(request: HttpRequest, conversation_id: uuid.UUID) -> JsonResponse:
+    """Undo a delete, within R1CHAT_DELETE_UNDO_SECONDS; after it the conversation is gone."""
+    from .turns import actions
+
+    conversation = _run_action(actions.restore_conversation, request.user, conversation_id)
+    return JsonResponse({"conversation": _sidebar_item(conversation)})
 
 
 # --- exports ----------------------------------------------------------------------------------

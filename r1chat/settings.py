@@ -454,6 +454,11 @@ SECURE_CSP = {
 # R1CHAT_STALE_AFTER belongs to a dead process and is shown as `interrupted` (tests shorten both).
 R1CHAT_HEARTBEAT_INTERVAL = env_float("R1CHAT_HEARTBEAT_INTERVAL", 5.0)
 R1CHAT_STALE_AFTER = env_float("R1CHAT_STALE_AFTER", 20.0)
+# Every R1CHAT_LIVENESS_INTERVAL seconds a process marks its running generations alive in the
+# cache (for three intervals); one left unmarked is shown as `interrupted` within seconds.
+R1CHAT_LIVENESS_INTERVAL = env_float("R1CHAT_LIVENESS_INTERVAL", 1.0)
+# How long a deleted conversation can be brought back with Undo before it is purged.
+R1CHAT_DELETE_UNDO_SECONDS = env_float("R1CHAT_DELETE_UNDO_SECONDS", 10.0)
 
 # The chat socket: frames a tab may send (a burst, then a rate a second), and a user's tabs
 # together a minute (conversations.chat.consumers); questions a minute (turns.actions).

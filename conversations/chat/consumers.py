@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 
 from ..models import Message
-from ..runner.generation import ensure_maintenance, mark_interrupted, running
+from ..runner.generation import ensure_maintenance, is_dead, mark_interrupted, running
 from ..turns import actions, catalog
 from ..turns.threads import serialize_message
 from .protocol import MAX_FRAME_BYTES, ClientError, parse_frame
@@ -27,7 +27,7 @@ SNAPSHOT_TIMEOUT = 2.0
 # Channel-layer frames sent to the socket as they are.
 RELAYED = frozenset(
     {"message.created", "thread", "conversation.created", "conversation.updated",
-     "conversation.deleted"}
+     "conversation.deleted", "conversation.generating"}
 )  # fmt: skip
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_REVOKED = 4403
@@ -199,7 +199,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.awaiting[message_id] = []
             await self.generation_snapshot(runner.snapshot())
             return
-        if message.is_stale:
+        if message.is_stale or await is_dead(message):
             await mark_interrupted(message)  # its process died; the done frame reaches us too
             return
         self.awaiting[message_id] = []
@@ -325,6 +325,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     conversation_created = forward
     conversation_updated = forward
     conversation_deleted = forward
+    conversation_generating = forward
 
     async def generation_stop(self, event: dict[str, Any]) -> None:
         pass  # meant for runners

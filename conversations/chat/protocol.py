@@ -23,6 +23,8 @@ Server → client
 - ``conversation.updated {conversation, title?, pinned?, updated_at?, deleted?}`` — to every
   tab of the user (the sidebar).
 - ``conversation.deleted {conversation}`` — to tabs showing a conversation that was deleted.
+- ``conversation.generating {conversation, generating}`` — to every tab of the user: an answer
+  started (true) or ended (false) in that conversation, in any process (the sidebar's mark).
 - ``message.created {conversation, message}`` — a serialised message (see
   ``serialize_message``); the user's message and the assistant's (status ``streaming``).
 - ``message.updated {conversation, message}`` — a whole stored message, replacing what the tab
@@ -66,9 +68,13 @@ from django.utils.translation import gettext as _
 
 from r1chat.text import clean_text
 
-MAX_FRAME_BYTES = 256 * 1024
 MAX_CONTENT_CHARS = 100_000
 MAX_SYSTEM_PROMPT_CHARS = 20_000
+# The longest frame read (in characters): room for the longest valid question and system prompt
+# even when a client escapes every character (``\u6c49``: six for one), so a long question
+# always gets its own clear answer (`too_long`), never a bare `too_large`. Daphne refuses
+# anything over 1 MiB (deploy/: --websocket-max-message-size).
+MAX_FRAME_BYTES = 6 * (MAX_CONTENT_CHARS + MAX_SYSTEM_PROMPT_CHARS) + 64 * 1024
 MAX_CLIENT_ID_CHARS = 64
 TEMPERATURE_RANGE = (0.0, 2.0)
 MAX_TOKENS_RANGE = (1, 1_000_000)

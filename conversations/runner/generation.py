@@ -23,6 +23,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -48,10 +49,19 @@ RENDER_SHARE = settings.R1CHAT_RENDER_SHARE
 RENDER_AT_LEAST_EVERY = 0.25
 REMOTE_INTERVAL = float(getattr(settings, "R1CHAT_REMOTE_FRAME_INTERVAL", 0.2))
 PERSIST_INTERVAL = 1.0
+# Liveness: every LIVE_INTERVAL each process marks its running generations alive in the shared
+# cache for LIVE_TTL. A `streaming` message with no mark, quiet for longer than LIVE_TTL, belongs
+# to a process that died: it is shown as interrupted within about LIVE_TTL + LIVE_INTERVAL of the
+# death (the heartbeat rule, STALE_AFTER, stays as the fallback when the cache is unreachable).
+LIVE_INTERVAL = float(getattr(settings, "R1CHAT_LIVENESS_INTERVAL", 1.0))
+LIVE_TTL = 3 * LIVE_INTERVAL
+# Deleted conversations past their Undo window are purged this often (turns.actions).
+PURGE_INTERVAL = 30.0
 
 # Runners alive in this process, by message uuid.
 _running: dict[str, GenerationRunner] = {}
 _maintenance: asyncio.Task[None] | None = None
+_liveness: asyncio.Task[None] | None = None
 
 
 def _now() -> dt.datetime:
@@ -203,6 +213,8 @@ class GenerationRunner:
             helpers += [
                 asyncio.create_task(self._flusher()),
                 asyncio.create_task(self._persister()),
+                # (beside the request to the model, not before it)
+                asyncio.create_task(self._announce_start()),
             ]
             if self.error_code:
                 status, error = Message.Status.ERROR, describe_error(self.error_code)
@@ -234,6 +246,10 @@ class GenerationRunner:
                     await helper
             # Finishing must not be cut short by a second cancel (shutdown, a quick Stop).
             await asyncio.shield(self._finish(status, error))
+
+    async def _announce_start(self) -> None:
+        await mark_alive([self.message_id])
+        await announce_generating(self.conversation, True)
 
     async def _stream(self) -> None:
         assert self.backend is not None and self.request is not None
@@ -324,6 +340,7 @@ class GenerationRunner:
                 "error": {k: v for k, v in error.items() if k != "detail"} if error else None,
             }
             await self.layer.group_send(self.group, frame)
+            await announce_generating(self.conversation, False)
         except Exception:
             logger.exception("could not finish generation %s", self.message_id)
         finally:
@@ -551,7 +568,7 @@ async def stop(message: Message) -> None:
     if local is not None:
         local.stop()
         return
-    if message.is_stale:
+    if message.is_stale or await is_dead(message):
         await mark_interrupted(message)
         return
     await get_channel_layer().group_send(
@@ -564,23 +581,122 @@ async def stop(message: Message) -> None:
 
 
 def ensure_maintenance() -> None:
-    global _maintenance
+    global _maintenance, _liveness
     loop = asyncio.get_running_loop()
     if _maintenance is None or _maintenance.done() or _maintenance.get_loop() is not loop:
         _maintenance = asyncio.create_task(_maintain(), name="generation maintenance")
+    if _liveness is None or _liveness.done() or _liveness.get_loop() is not loop:
+        _liveness = asyncio.create_task(_keep_alive(), name="generation liveness")
 
 
 async def _maintain() -> None:
+    purged_at = 0.0
     while True:
         try:
             if _running:
                 await _beat([r.message.uuid for r in list(_running.values())])
             await sweep_stale()
+            if time.monotonic() - purged_at >= PURGE_INTERVAL:
+                from ..turns.actions import purge_deleted
+
+                purged_at = time.monotonic()
+                await purge_deleted()
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("generation maintenance failed")
         await asyncio.sleep(HEARTBEAT_INTERVAL.total_seconds())
+
+
+# When the cache last failed (time.monotonic): a cache that comes back may have lost every
+# mark (a restarted Redis), so nothing is judged dead until each process has marked its own again.
+_cache_failed_at = float("-inf")
+
+
+def _cache_trusted() -> bool:
+    return time.monotonic() - _cache_failed_at > LIVE_TTL
+
+
+async def _keep_alive() -> None:
+    """Mark this process's generations alive, then interrupt the ones nobody marks."""
+    global _cache_failed_at
+    while True:
+        try:
+            if _running:
+                await cache.aset_many({_live_key(m): 1 for m in _running}, timeout=LIVE_TTL)
+            if _cache_trusted():
+                await sweep_dead()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # (the cache or the database is down: the next round)
+            _cache_failed_at = time.monotonic()
+            logger.warning("generation liveness check failed: %s", exc)
+        await asyncio.sleep(LIVE_INTERVAL)
+
+
+def _live_key(message_uuid: Any) -> str:
+    return f"r1chat:live:{message_uuid}"
+
+
+async def mark_alive(message_uuids: list[str]) -> None:
+    """Mark running generations alive for LIVE_TTL (the shared cache: every process sees it)."""
+    try:
+        await cache.aset_many({_live_key(m): 1 for m in message_uuids}, timeout=LIVE_TTL)
+    except Exception as exc:
+        logger.warning("could not mark generations alive: %s", exc)
+
+
+def _quiet_since() -> dt.datetime:
+    return _now() - dt.timedelta(seconds=LIVE_TTL)
+
+
+async def _unmarked(messages: list[Message]) -> list[Message]:
+    """Those of `messages` that no process marks alive (and that do not run here)."""
+    candidates = [m for m in messages if str(m.uuid) not in _running]
+    if not candidates:
+        return []
+    marked = await cache.aget_many([_live_key(m.uuid) for m in candidates])
+    return [m for m in candidates if _live_key(m.uuid) not in marked]
+
+
+async def is_dead(message: Message) -> bool:
+    """Whether a `streaming` message's process has died: quiet for LIVE_TTL and unmarked."""
+    if message.status != Message.Status.STREAMING or str(message.uuid) in _running:
+        return False
+    if (message.heartbeat_at or message.created_at) >= _quiet_since():
+        return False  # (just created: its runner is about to mark it)
+    if not _cache_trusted():
+        return message.is_stale
+    try:
+        return bool(await _unmarked([message]))
+    except Exception:
+        return message.is_stale
+
+
+async def sweep_dead() -> int:
+    """Mark generations whose process died as interrupted, seconds after the death."""
+    since = _quiet_since()
+    quiet = [
+        m
+        async for m in Message.objects.filter(
+            status=Message.Status.STREAMING, heartbeat_at__lt=since
+        ).select_related("conversation")
+    ]
+    count = 0
+    for message in await _unmarked(quiet):
+        if await mark_interrupted(message):
+            count += 1
+    return count
+
+
+async def announce_generating(conversation: Conversation, generating: bool) -> None:
+    """The sidebar's mark, in every tab of the owner in every process (turns.actions)."""
+    from ..turns.actions import announce_generating as announce
+
+    try:
+        await announce(conversation, generating)
+    except Exception as exc:  # (the channel layer is down: tabs refresh on reconnect)
+        logger.info("could not announce generation state: %s", exc)
 
 
 async def sweep_stale() -> int:
@@ -645,4 +761,5 @@ async def mark_interrupted(message: Message) -> bool:
             "error": error,
         },
     )
+    await announce_generating(message.conversation, False)
     return True

@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -51,7 +52,7 @@ async def get_conversation(user: Any, conversation_uuid: uuid.UUID) -> Conversat
 async def get_message(user: Any, message_uuid: uuid.UUID) -> Message:
     message = await (
         Message.objects.select_related("conversation")
-        .filter(uuid=message_uuid, conversation__owner=user)
+        .filter(uuid=message_uuid, conversation__owner=user, conversation__deleted_at=None)
         .afirst()
     )
     if message is None:
@@ -506,14 +507,64 @@ async def pin_conversation(user: Any, conversation_uuid: uuid.UUID, pinned: bool
 
 
 async def delete_conversation(user: Any, conversation_uuid: uuid.UUID) -> None:
+    """Hide the conversation everywhere at once and stop its answers; its rows stay for
+    R1CHAT_DELETE_UNDO_SECONDS (`restore_conversation`), then `purge_deleted` removes them."""
     conversation = await get_conversation(user, conversation_uuid)
     async for message in Message.objects.filter(
         conversation=conversation, status=Message.Status.STREAMING
     ):
         await stop_generation(user, message.uuid)
     item = sidebar_item(conversation)
-    await conversation.adelete()
+    await Conversation.objects.filter(pk=conversation.pk).aupdate(deleted_at=timezone.now())
     await _to_user(user.pk, {"type": "conversation.updated", "conversation": item, "deleted": True})
     await _to_conversation(
         conversation, {"type": "conversation.deleted", "conversation": str(conversation_uuid)}
+    )
+    await purge_deleted()
+
+
+def _undo_window() -> timedelta:
+    return timedelta(seconds=django_settings.R1CHAT_DELETE_UNDO_SECONDS)
+
+
+async def restore_conversation(user: Any, conversation_uuid: uuid.UUID) -> Conversation:
+    """Undo a delete within its window; after it the conversation is not found."""
+    since = timezone.now() - _undo_window()
+    conversation = await Conversation.all_objects.filter(
+        uuid=conversation_uuid, owner=user, deleted_at__gte=since
+    ).afirst()
+    if conversation is None:
+        raise not_found()
+    restored = await Conversation.all_objects.filter(
+        pk=conversation.pk, deleted_at__isnull=False
+    ).aupdate(deleted_at=None)
+    if not restored:
+        raise not_found()
+    conversation.deleted_at = None
+    await _to_user(
+        user.pk, {"type": "conversation.updated", "conversation": sidebar_item(conversation)}
+    )
+    return conversation
+
+
+async def purge_deleted() -> int:
+    """Remove the conversations deleted longer ago than the Undo window (every process with
+    tabs runs this now and then: runner.generation's maintenance)."""
+    before = timezone.now() - _undo_window()
+    _total, by_model = await Conversation.all_objects.filter(deleted_at__lt=before).adelete()
+    return by_model.get(Conversation._meta.label, 0)
+
+
+# --- generating: the sidebar's mark ---------------------------------------------------------
+
+
+async def announce_generating(conversation: Conversation, generating: bool) -> None:
+    """Tell every tab of the owner (in every process) that an answer started or ended there."""
+    await _to_user(
+        conversation.owner_id,
+        {
+            "type": "conversation.generating",
+            "conversation": str(conversation.uuid),
+            "generating": generating,
+        },
     )

@@ -1,10 +1,13 @@
 // The chat page: wires the socket, the thread, the sidebar, the composer and the settings.
 import { Composer } from "./composer.js";
 import { t } from "./i18n.js";
+import { setupLongText } from "./longtext.js";
 import { Settings } from "./settings.js";
 import { setupShare } from "./share.js";
 import { Sidebar } from "./sidebar.js";
 import { ChatSocket } from "./socket.js";
+import { setupShortcuts } from "./shortcuts.js";
+import { setupState } from "./state.js";
 import { setupTheme } from "./theme.js";
 import { Thread } from "./thread.js";
 import { closePopover, popoverIsOpen, showPopover } from "./ui.js";
@@ -29,6 +32,9 @@ const sidebar = new Sidebar({
 new Composer({ thread, socket, maxChars: config.max_chars });
 setupTheme(config);
 setupShare(config);
+setupShortcuts({ thread, config });
+setupLongText({ config });
+setupState({ socket, thread, sidebar, config });
 
 const title = document.getElementById("conv-title");
 const exportButton = document.getElementById("export-btn");

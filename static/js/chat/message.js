@@ -296,3 +296,11 @@ export function hydrate(el) {
     if (!isStreaming(el)) part(el, ".msg-usage").textContent = usageText(el);
   }
 }
+
+/** The connection to the server was lost mid-answer: shown as interrupted with what came so
+ * far and a Retry (the server's own record replaces it once the socket is back). */
+export function markLost(el, message) {
+  const tail = part(el, ".answer-tail");
+  if (tail.childNodes.length) part(el, ".answer-stable").append(...tail.childNodes);
+  setStatus(el, "interrupted", { error: { code: "interrupted", message, retryable: true } });
+}

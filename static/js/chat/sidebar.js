@@ -336,16 +336,21 @@ export class Sidebar {
     this.dialog.showModal();
   }
 
+  /** Delete, then offer Undo (state.js hears r1chat:deleting, :deleted, :delete-failed). */
   async delete(item) {
     const id = item.dataset.id;
+    const detail = { id, current: id === this.current };
+    const tell = (name) => document.dispatchEvent(new CustomEvent(`r1chat:${name}`, { detail }));
+    tell("deleting");
     try {
       await postJSON(this.url(item, "delete"));
     } catch {
+      tell("delete-failed");
       toast(t("request_failed"), { error: true });
       return;
     }
     this.remove(id);
-    toast(t("deleted"));
-    if (id === this.current) this.onCurrentDeleted();
+    tell("deleted");
+    if (detail.current) this.onCurrentDeleted();
   }
 }

@@ -247,7 +247,6 @@ export class Thread extends EventTarget {
     const area = document.createElement("textarea");
     area.value = messageText(el);
     area.setAttribute("aria-label", t("edit_placeholder"));
-    area.maxLength = this.config.max_chars;
     const actions = document.createElement("div");
     actions.className = "msg-edit-actions";
     const cancel = document.createElement("button");
@@ -271,6 +270,10 @@ export class Thread extends EventTarget {
     const submit = () => {
       const content = area.value;
       if (!content.trim() || this.generating) return;
+      if (content.length > this.config.max_chars) {
+        toast(t("too_long", { limit: this.config.max_chars.toLocaleString() }), { error: true });
+        return;
+      }
       const frame = { type: "edit", message: el.dataset.id, content, settings: this.settings.current() };
       if (this.socket.send(frame)) {
         this.sticky = true;
