@@ -107,9 +107,11 @@ def share_conversation(
 
 
 def get_link(token: str) -> SharedLink:
-    """The link with this token; an unknown or revoked one is the same 404."""
+    """The link with this token; an unknown or revoked one, or one whose conversation is deleted
+    (its Undo window included), is the same 404."""
     known = len(token) <= TOKEN_MAX_LENGTH
-    link = SharedLink.objects.filter(token=token).first() if known else None
+    live = SharedLink.objects.filter(token=token, conversation__deleted_at__isnull=True)
+    link = live.first() if known else None
     if link is None:
         raise Http404
     return link

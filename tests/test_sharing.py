@@ -11,14 +11,18 @@ import html
 import json
 import re
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from conversations.models import Conversation, Message
+from conversations.turns.actions import purge_deleted
 from review.testing import add_answer, make_conversation, make_personas
 from sharing import actions
 from sharing.models import SharedLink
@@ -310,6 +314,16 @@ def test_deleting_the_conversation_revokes_its_links(people: dict[str, Any]) -> 
     path = make_link(people["alice"], conversation)
     client = client_for(people["alice"])
     assert client.post(reverse("conversation-delete", args=[conversation.uuid])).status_code == 200
+    assert Client().get(path).status_code == 404
+    assert path not in client.get(reverse("accounts:account")).content.decode()
+    # Undo within the window brings the link back; once the window has passed it is gone.
+    assert client.post(reverse("conversation-restore", args=[conversation.uuid])).status_code == 200
+    assert Client().get(path).status_code == 200
+    assert client.post(reverse("conversation-delete", args=[conversation.uuid])).status_code == 200
+    Conversation.all_objects.filter(pk=conversation.pk).update(
+        deleted_at=timezone.now() - timedelta(hours=1)
+    )
+    async_to_sync(purge_deleted)()
     assert Client().get(path).status_code == 404
     assert not SharedLink.objects.exists()
 

@@ -16,7 +16,8 @@ def shared_links_of(user: Any) -> list[SharedLink]:
     """`{% shared_links_of request.user as links %}`: the user's live links, newest first."""
     if user is None or not getattr(user, "is_authenticated", False):
         return []
-    return list(SharedLink.objects.filter(owner_id=user.pk).select_related("conversation"))
+    links = SharedLink.objects.filter(owner_id=user.pk, conversation__deleted_at__isnull=True)
+    return list(links.select_related("conversation"))
 
 
 @register.simple_tag
