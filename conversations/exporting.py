@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
-from collections.abc import Iterable
 from typing import Any
 
 from django.template.loader import render_to_string
@@ -133,12 +132,6 @@ def conversation_markdown(
         },
         request,
     )
-
-
-def trees_for(conversations: Iterable[Conversation]) -> dict[int, Tree]:
-    """The message trees of conversations whose `messages` were prefetched with
-    `export_messages`: no query per conversation."""
-    return {c.pk: Tree(list(c.messages.all())) for c in conversations}
 
 
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')

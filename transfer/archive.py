@@ -2,7 +2,7 @@
 
 The zip is written by `zipfile` into a sink that hands each write on as a chunk (zipfile writes
 to unseekable streams with data descriptors), and conversations are read in keyset pages of
-``PAGE`` with their messages prefetched per page, so memory stays the same for ten or ten
+``PAGE`` with their messages fetched per page, so memory stays the same for ten or ten
 thousand conversations. A page is its own short query (not one server-side cursor held across
 the whole download), so the export runs the same on both databases and under ASGI, where each
 page is read in a worker thread between chunks.
@@ -25,11 +25,11 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db.models import Prefetch
 from django.utils import timezone
 
 from conversations import exporting
 from conversations.models import Conversation, Message
+from conversations.turns.threads import Tree
 
 PAGE = 100
 CHUNK = 64 * 1024  # bytes handed on at a time (at least)
@@ -57,20 +57,31 @@ class _Sink:
         return data
 
 
-def _pages(user: Any, last_id: int) -> Iterator[list[Conversation]]:
-    """The user's conversations up to `last_id`, oldest first, a page at a time."""
+def _pages(user: Any, last_id: int) -> Iterator[list[tuple[Conversation, Tree]]]:
+    """The user's conversations up to `last_id`, oldest first, a page at a time, each with its
+    message tree: two queries a page.
+
+    The messages are fetched by conversation id and grouped here rather than with
+    prefetch_related, which links each message back to its conversation object: those
+    reference cycles outlive the page until the garbage collector's next full pass, and memory
+    would grow with the number of pages.
+    """
     after = 0
-    messages = Prefetch("messages", queryset=exporting.export_messages(Message.objects.all()))
     while True:
         page = list(
-            Conversation.objects.filter(owner=user, id__gt=after, id__lte=last_id)
-            .order_by("id")
-            .prefetch_related(messages)[:PAGE]
+            Conversation.objects.filter(owner=user, id__gt=after, id__lte=last_id).order_by("id")[
+                :PAGE
+            ]
         )
         if not page:
             return
-        yield page
+        grouped: dict[int, list[Message]] = {c.pk: [] for c in page}
+        messages = Message.objects.filter(conversation_id__in=list(grouped))
+        for message in exporting.export_messages(messages):
+            grouped[message.conversation_id].append(message)
+        yield [(c, Tree(grouped[c.pk])) for c in page]
         after = page[-1].pk
+        del page, grouped
 
 
 def member_name(conversation: Conversation, extension: str) -> str:
@@ -103,9 +114,8 @@ def zip_chunks(user: Any) -> Iterator[bytes]:
             )
             first = True
             for page in _pages(user, last_id):
-                trees = exporting.trees_for(page)
-                for conversation in page:
-                    document = exporting.conversation_document(conversation, trees[conversation.pk])
+                for conversation, tree in page:
+                    document = exporting.conversation_document(conversation, tree)
                     text = json.dumps(document, ensure_ascii=False)
                     member.write((("" if first else ",\n") + text).encode())
                     first = False
@@ -113,9 +123,7 @@ def zip_chunks(user: Any) -> Iterator[bytes]:
                         yield sink.take()
             member.write(b"\n]}\n")
         for page in _pages(user, last_id):
-            trees = exporting.trees_for(page)
-            for conversation in page:
-                tree = trees[conversation.pk]
+            for conversation, tree in page:
                 document = exporting.conversation_document(conversation, tree)
                 archive.writestr(
                     f"{root}/json/{member_name(conversation, 'json')}",

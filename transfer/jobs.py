@@ -256,7 +256,10 @@ def import_conversation(job: ImportJob, conv: Conv) -> int:
             backend_name=str(fields.pop("backend", "") or "")[:80],
             created_at=at,
             sender=owner if msg.role == Message.Role.USER else None,
-            deep_think=bool(msg.reasoning) if "deep_think" not in fields else fields["deep_think"],
+            # Answers of other apps: Deep Think was on where there is reasoning.
+            deep_think=fields.get(
+                "deep_think", bool(msg.reasoning) if msg.role == Message.Role.ASSISTANT else True
+            ),
         )
         for name, value in fields.items():
             if name in {"deep_think", "html", "reasoning_html"}:
