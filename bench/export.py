@@ -6,9 +6,9 @@
 One user with N conversations of M messages (answers with reasoning, the text hard to compress)
 in a fresh SQLite database (or DATABASE_URL's). The zip is read chunk by chunk from the view
 through Django's test client, as a browser reads the download. Prints the zip's size, the
-time, the number of chunks and the largest, the Python memory the export allocated at its peak
-(tracemalloc) and the process's peak RSS growth over the run. Budget: memory independent of N
-(compare --conversations 1000 with 10000).
+time, the number of chunks and the largest, the process's peak RSS before and after the
+export, and the Python memory a second export allocated at its peak (tracemalloc). Budget:
+memory independent of N (compare --conversations 1000 with 10000).
 """
 
 from __future__ import annotations
@@ -103,23 +103,31 @@ def main() -> None:
 
     client = Client()
     client.force_login(user)
+
+    def export() -> tuple[int, int, int, float]:
+        start = time.perf_counter()
+        response = client.get("/account/transfer/export.zip")
+        total = chunks = largest = 0
+        for chunk in response.streaming_content:
+            total += len(chunk)
+            chunks += 1
+            largest = max(largest, len(chunk))
+        return total, chunks, largest, time.perf_counter() - start
+
     rss_before = rss_mib()
+    total, chunks, largest, elapsed = export()
+    rss_after = rss_mib()
+    print(
+        f"  zip: {total / 2**20:,.1f} MiB in {chunks:,} chunks (largest {largest / 1024:,.0f} KiB)"
+    )
+    print(f"  time: {elapsed:.1f} s ({total / 2**20 / elapsed:.1f} MiB/s)")
+    print(f"  peak RSS: {rss_before:.0f} MiB before the export, {rss_after:.0f} MiB after")
     tracemalloc.start()
-    start = time.perf_counter()
-    response = client.get("/account/transfer/export.zip")
-    total = chunks = largest = 0
-    for chunk in response.streaming_content:
-        total += len(chunk)
-        chunks += 1
-        largest = max(largest, len(chunk))
-    elapsed = time.perf_counter() - start
-    current, peak = tracemalloc.get_traced_memory()
+    export()
+    _, peak = tracemalloc.get_traced_memory()
     snapshot = tracemalloc.take_snapshot() if args.trace else None
     tracemalloc.stop()
-    print(f"  zip: {total / 2**20:,.1f} MiB in {chunks:,} chunks (largest {largest / 1024:,.0f} KiB)")
-    print(f"  time: {elapsed:.1f} s ({total / 2**20 / elapsed:.1f} MiB/s)")
-    print(f"  Python memory allocated by the export at its peak: {peak / 2**20:.1f} MiB")
-    print(f"  peak RSS: {rss_before:.0f} MiB before, {rss_mib():.0f} MiB after (tracing adds some)")
+    print(f"  Python memory the export allocated at its peak (tracemalloc): {peak / 2**20:.1f} MiB")
     if snapshot:
         for stat in snapshot.statistics("lineno")[:10]:
             print("   ", stat)

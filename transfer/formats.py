@@ -47,6 +47,7 @@ from typing import Any
 from django.conf import settings
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from conversations import exporting
 
@@ -349,7 +350,9 @@ def _chatgpt_text(content: dict[str, Any]) -> str:
                     images += 1
         text = "\n".join(t for t in texts if t)
         if not text.strip() and images:
-            text = _("[%(count)d image(s) not imported]") % {"count": images}
+            text = ngettext(
+                "[%(count)d image not imported]", "[%(count)d images not imported]", images
+            ) % {"count": images}
         return text
     if kind == "code" and isinstance(content.get("text"), str):
         language = content.get("language") or ""
