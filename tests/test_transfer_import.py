@@ -443,3 +443,19 @@ def test_a_job_whose_process_died_is_resumed_after_its_last_committed_conversati
     assert state["status"] == "done"
     assert (state["imported"], state["skipped_count"]) == (2, 0)
     assert Conversation.objects.filter(owner=alice).count() == 2
+
+
+def test_stop_ends_a_running_import_after_the_conversation_it_is_writing(people):
+    client, alice, _ = people
+    job_id = upload(client, "c.json", fixture("deepseek-conversations.json")).json()["job"]["id"]
+    # Queued but not yet taken by a worker: Stop is recorded, and the worker obeys it.
+    ImportJob.objects.filter(uuid=job_id).update(status=ImportJob.Status.QUEUED)
+    stopped = client.post(reverse("transfer:import-cancel", args=[job_id]), **JSON).json()["job"]
+    assert stopped["status"] == "queued"
+    from transfer import jobs
+
+    jobs.run_job(ImportJob.objects.get(uuid=job_id).pk)
+    state = client.get(reverse("transfer:import-status", args=[job_id])).json()["job"]
+    assert (state["status"], state["imported"]) == ("cancelled", 0)
+    assert not Conversation.objects.filter(owner=alice).exists()
+    assert "The import was stopped." in client.get(reverse("accounts:account")).content.decode()
