@@ -459,3 +459,11 @@ def test_stop_ends_a_running_import_after_the_conversation_it_is_writing(people)
     assert (state["status"], state["imported"]) == ("cancelled", 0)
     assert not Conversation.objects.filter(owner=alice).exists()
     assert "The import was stopped." in client.get(reverse("accounts:account")).content.decode()
+
+
+def test_a_preview_left_for_a_day_is_discarded_with_its_file(people):
+    client, _, _ = people
+    upload(client, "c.json", fixture("deepseek-conversations.json"))
+    ImportJob.objects.update(created_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+    client.get(reverse("accounts:account"))
+    assert not ImportJob.objects.exists()

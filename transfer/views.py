@@ -7,6 +7,7 @@ back to the account page for a plain form post, so both work.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -16,6 +17,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, Stream
 from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
@@ -28,6 +30,7 @@ from .formats import Unreadable
 from .models import ImportJob
 
 RECENT_JOBS = 3
+PREVIEW_KEPT = timedelta(days=1)
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -45,6 +48,10 @@ def _get_job(request: HttpRequest, job_id: uuid.UUID) -> ImportJob:
 def panel_context(user: Any) -> dict[str, Any]:
     """What the account page's import-and-export section shows."""
     jobs.resume_stale(user)
+    # A preview nobody confirmed within a day goes, with the file it holds.
+    ImportJob.objects.filter(
+        owner=user, status=ImportJob.Status.READY, created_at__lt=timezone.now() - PREVIEW_KEPT
+    ).delete()
     recent = list(ImportJob.objects.filter(owner=user).defer("payload")[:RECENT_JOBS])
     active = any(
         job.status in {ImportJob.Status.QUEUED, ImportJob.Status.RUNNING} for job in recent
