@@ -400,7 +400,7 @@ def read_chatgpt(raw: dict[str, Any]) -> Conv:
             tree.skip(key, parent)
             continue
         text = _chatgpt_text(content)
-        if not text.strip() and role == "assistant":
+        if not text.strip():  # e.g. the custom instructions (user_editable_context)
             tree.skip(key, parent)
             continue
         model = metadata.get("model_slug") or metadata.get("default_model_slug") or ""
