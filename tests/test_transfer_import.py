@@ -279,7 +279,7 @@ def test_a_file_over_the_size_limit_is_refused_with_both_sizes(people, settings)
     client, _, _ = people
     response = upload(client, "c.json", fixture("chatgpt-conversations.json"))
     assert response.status_code == 400
-    assert response.json()["detail"].startswith("The file is 7.")
+    assert response.json()["detail"].startswith("The file is 8.0\xa0KB;")
     assert "the limit is 2.0\xa0KB" in response.json()["detail"]
 
 
