@@ -18,13 +18,11 @@ from django.contrib.auth.views import redirect_to_login
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.dateformat import format as format_date
 from django.utils.formats import get_format
 from django.utils.http import content_disposition_header
-from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
@@ -34,11 +32,12 @@ from r1chat.text import clean_text
 from review.models import Feedback
 
 from .chat import protocol
+from .exporting import conversation_document, conversation_markdown, file_stem
 from .markup import message_html, thread_html
 from .models import STALE_AFTER, Conversation, Message
 from .page_strings import keyboard_strings
 from .turns.actions import effective_settings
-from .turns.threads import Tree, serialize_thread, thread_messages
+from .turns.threads import Tree, serialize_thread
 
 SIDEBAR_PAGE = 40
 SEARCH_MAX_CHARS = 200
@@ -516,74 +515,32 @@ def conversation_restore(request: HttpRequest, conversation_id: uuid.UUID) -> Js
 # --- exports ----------------------------------------------------------------------------------
 
 
-def _export_messages(conversation: Conversation) -> list[Message]:
-    return thread_messages(conversation, Tree.load(conversation))
-
-
 def _attachment(
     content: str, conversation: Conversation, extension: str, content_type: str
 ) -> HttpResponse:
-    name = f"{slugify(conversation.title, allow_unicode=True)[:60] or 'conversation'}.{extension}"
+    # The title as it reads ("–", CJK and all); content_disposition_header adds RFC 5987's
+    # filename* when it is not plain ASCII.
+    name = f"{file_stem(conversation.title)}.{extension}"
     response = HttpResponse(content, content_type=content_type)
     response["Content-Disposition"] = content_disposition_header(True, name)
     response["X-Content-Type-Options"] = "nosniff"
     return response
 
 
-def _quote(text: str) -> str:
-    return "\n".join(f"> {line}".rstrip() for line in text.strip("\n").split("\n"))
-
-
 @require_GET
 @chat_required
 def export_markdown(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = _get_conversation(request, conversation_id)
-    messages = _export_messages(conversation)
-    content = render_to_string(
-        "conversations/export.md",
-        {
-            "conversation": conversation,
-            "messages": [
-                {"message": m, "reasoning_quoted": _quote(m.reasoning) if m.reasoning else ""}
-                for m in messages
-            ],
-            "exported_at": timezone.now(),
-        },
-        request,
-    )
+    content = conversation_markdown(conversation, request=request)
     return _attachment(content, conversation, "md", "text/markdown; charset=utf-8")
 
 
 @require_GET
 @chat_required
 def export_json(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    """The r1chat JSON (conversations.exporting): every version, re-importable."""
     conversation = _get_conversation(request, conversation_id)
-    data = {
-        "id": str(conversation.uuid),
-        "title": conversation.title,
-        "created_at": conversation.created_at.isoformat(),
-        "updated_at": conversation.updated_at.isoformat(),
-        "exported_at": timezone.now().isoformat(),
-        "messages": [
-            {
-                "id": str(m.uuid),
-                "role": m.role,
-                "content": m.content,
-                # The model's reasoning, kept apart from the answer and marked as such.
-                "reasoning": m.reasoning or None,
-                "status": m.status,
-                "model": m.model or None,
-                "created_at": m.created_at.isoformat(),
-                **(
-                    {"usage": m.usage or {}, "timings": m.timings()}
-                    if m.role == Message.Role.ASSISTANT
-                    else {}
-                ),
-            }
-            for m in _export_messages(conversation)
-        ],
-    }
-    content = json.dumps(data, ensure_ascii=False, indent=2)
+    content = json.dumps(conversation_document(conversation), ensure_ascii=False, indent=2)
     return _attachment(content, conversation, "json", "application/json; charset=utf-8")
 
 

@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "conversations",
     "review",
     "sharing",
+    "transfer",
 ]
 
 MIDDLEWARE = [
@@ -469,6 +470,14 @@ R1CHAT_SEND_RATE_PER_MINUTE = env_int("R1CHAT_SEND_RATE_PER_MINUTE", 30)
 # Rendering a streaming text's open last block takes at most this share of a core per stream
 # (conversations.runner.generation).
 R1CHAT_RENDER_SHARE = env_float("R1CHAT_RENDER_SHARE", 0.001)
+# Imports (transfer): the upload, its JSON unpacked, conversations per file, messages per
+# conversation, characters per message; imports run in a thread of the server process.
+R1CHAT_IMPORT_MAX_BYTES = env_int("R1CHAT_IMPORT_MAX_BYTES", 100 * 1024 * 1024)
+R1CHAT_IMPORT_MAX_JSON_BYTES = env_int("R1CHAT_IMPORT_MAX_JSON_BYTES", 200 * 1024 * 1024)
+R1CHAT_IMPORT_MAX_CONVERSATIONS = env_int("R1CHAT_IMPORT_MAX_CONVERSATIONS", 20_000)
+R1CHAT_IMPORT_MAX_MESSAGES = env_int("R1CHAT_IMPORT_MAX_MESSAGES", 10_000)
+R1CHAT_IMPORT_MAX_MESSAGE_CHARS = env_int("R1CHAT_IMPORT_MAX_MESSAGE_CHARS", 1_000_000)
+R1CHAT_IMPORT_IN_BACKGROUND = env_bool("R1CHAT_IMPORT_IN_BACKGROUND", True)
 
 # redis-py 8 times socket reads out after 5 s by default: exactly channels-redis's blocking-pop
 # wait (BZPOPMIN, 5 s), so a socket idle for 5 s raised TimeoutError in its consumer and was

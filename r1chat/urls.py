@@ -10,6 +10,7 @@ urlpatterns = [
     path("readyz", readiness.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
+    path("account/transfer/", include("transfer.urls")),
     path("account/", include("accounts.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("review/", include("review.urls")),

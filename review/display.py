@@ -10,10 +10,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 
+from conversations.exporting import conversation_document
 from conversations.models import Conversation, Message
 from conversations.rendering import render_plain_text
 from conversations.turns.threads import Tree, serialize_message, thread_messages
@@ -131,49 +131,10 @@ def review_thread(conversation: Conversation) -> tuple[list[ThreadItem], int]:
 # --- Exports ------------------------------------------------------------------------------
 
 
-def _message_dict(message: Message, tree: Tree) -> dict[str, Any]:
-    parent = tree.by_id.get(message.parent_id) if message.parent_id else None
-    item: dict[str, Any] = {
-        "id": str(message.uuid),
-        "parent": str(parent.uuid) if parent else None,
-        "role": message.role,
-        "content": message.content,
-        "status": message.status,
-        "created_at": message.created_at.isoformat(),
-    }
-    if message.role == Message.Role.ASSISTANT:
-        item.update(
-            {
-                "reasoning": message.reasoning,
-                "backend": message.backend_name,
-                "model": message.model,
-                "deep_think": message.deep_think,
-                "usage": message.usage or {},
-                "timings": message.timings(),
-                "finish_reason": message.finish_reason,
-                "error_code": message.error_code or None,
-            }
-        )
-    return item
-
-
 def export_json(conversation: Conversation) -> str:
-    """Every message of the tree (all versions), and the ids of the visible thread."""
-    tree = Tree.load(conversation)
-    visible = thread_messages(conversation, tree)
-    payload = {
-        "conversation": {
-            "id": str(conversation.uuid),
-            "title": conversation.title,
-            "owner": conversation.owner.get_username(),
-            "created_at": conversation.created_at.isoformat(),
-            "updated_at": conversation.updated_at.isoformat(),
-        },
-        "exported_at": timezone.now().isoformat(),
-        "thread": [str(m.uuid) for m in visible],
-        "messages": [_message_dict(m, tree) for m in tree.by_id.values()],
-    }
-    return json.dumps(payload, ensure_ascii=False, indent=2)
+    """The r1chat JSON (conversations.exporting: every version, the visible thread), with the
+    owner's name."""
+    return json.dumps(conversation_document(conversation, owner=True), ensure_ascii=False, indent=2)
 
 
 def _quote(text: str) -> str:
