@@ -200,7 +200,9 @@ def _free_uuid(candidate: str | None, model: type[Conversation] | type[Message])
         wanted = uuid.UUID(candidate) if candidate else None
     except ValueError:
         wanted = None
-    if wanted and not model.objects.filter(uuid=wanted).exists():
+    # Conversations waiting out their Undo window still hold their ids.
+    rows = Conversation.all_objects if model is Conversation else Message.objects
+    if wanted and not rows.filter(uuid=wanted).exists():
         return wanted
     return uuid.uuid4()
 
@@ -217,7 +219,7 @@ def import_conversation(job: ImportJob, conv: Conv) -> int:
             raise Skip(_("It was imported before."))
         if (
             job.source == formats.R1CHAT
-            and Conversation.objects.filter(owner=owner, uuid=_uuid_or_none(conv.uuid)).exists()
+            and Conversation.all_objects.filter(owner=owner, uuid=_uuid_or_none(conv.uuid)).exists()
         ):
             raise Skip(_("It is already in your history."))
     now = timezone.now()
