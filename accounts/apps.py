@@ -33,7 +33,8 @@ def _hint_first_admin(sender: AppConfig, verbosity: int = 1, **kwargs: Any) -> N
 
 class AccountsConfig(AppConfig):
     name = "accounts"
-    verbose_name = _("Accounts")
+    # Not "Accounts": that is the title of allauth's app (email addresses) in the admin.
+    verbose_name = _("Users and invitations")
 
     def ready(self) -> None:
         from . import signals  # noqa: F401
