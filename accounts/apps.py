@@ -12,7 +12,7 @@ FIRST_ADMIN_HINT = """
 
       .venv/bin/python manage.py createsuperuser
 
-  then sign in at /admin/ (for example http://127.0.0.1:8000/admin/).
+  then sign in at /admin/ on the address the server prints when it starts.
 """
 
 
