@@ -106,7 +106,9 @@ def test_signing_in_by_code_right_after_signing_up_sends_the_code(
     client.post(reverse("accounts:verify"), {"code": code_in(mailoutbox[-1].body)})
     assert session_user(client) is not None
     client.post(reverse("account_logout"))
-    response = client.post(reverse("account_request_login_code"), {"login": "new@example.com"})
+    response = client.post(
+        reverse("account_request_login_code"), {"method": "email", "email": "new@example.com"}
+    )
     assert response.status_code == 302, response.content[:300]
     assert response["Location"] == reverse("account_confirm_login_code")
     assert len(mailoutbox) == 2
