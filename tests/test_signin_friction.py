@@ -116,9 +116,7 @@ def test_signing_in_by_code_right_after_signing_up_sends_the_code(
     assert session_user(client).email == "new@example.com"
 
 
-def test_asking_twice_shows_a_countdown_on_the_form(
-    client: Client, mailoutbox: list[Any]
-) -> None:
+def test_asking_twice_shows_a_countdown_on_the_form(client: Client, mailoutbox: list[Any]) -> None:
     make_user(email="ann@example.com")
     client.post(reverse("account_request_login_code"), {"login": "ann@example.com"})
     again = Client().post(reverse("account_request_login_code"), {"login": "ann@example.com"})
