@@ -40,6 +40,7 @@ format: install
 
 messages: install
 	$(BIN)/python manage.py makemessages -l zh_Hans $(I18N_IGNORE)
+	$(BIN)/python manage.py makemessages -d djangojs -l zh_Hans $(I18N_IGNORE)
 	$(BIN)/python manage.py compilemessages -l zh_Hans $(I18N_IGNORE)
 	$(BIN)/python -m pytest tests/test_translations.py -q
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from allauth import app_settings as allauth_settings
@@ -10,9 +11,9 @@ from allauth.core import context
 from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.sites.shortcuts import get_current_site
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils.encoding import force_str
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
@@ -30,6 +31,23 @@ GUARDED_MAILS = {
     "account/email/account_already_exists",
     "accounts/email/code",
 }
+#: allauth's "Successfully signed in as …": the page after signing in (the chat, or the
+#: waiting room) shows no such banner, so it would only turn up, stale, on a later page.
+SILENT_MESSAGES = {"account/messages/logged_in.txt"}
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """What mails call ``current_site``: the configured name (R1CHAT_SITE_NAME), and the host
+    the request came to (django.contrib.sites is not installed)."""
+
+    name: str
+    domain: str
+
+
+def current_site(request: HttpRequest | None) -> SiteInfo:
+    domain = request.get_host() if request is not None else ""
+    return SiteInfo(name=settings.R1CHAT_SITE_NAME, domain=domain)
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -63,6 +81,26 @@ class AccountAdapter(DefaultAccountAdapter):
                 secure=settings.SESSION_COOKIE_SECURE,
             )
         return response
+
+    def add_message(
+        self,
+        request: HttpRequest,
+        level: int,
+        message_template: str | None = None,
+        message_context: dict[str, Any] | None = None,
+        extra_tags: str = "",
+        message: str | None = None,
+    ) -> None:
+        if message_template in SILENT_MESSAGES and not message:
+            return
+        super().add_message(
+            request,
+            level,
+            message_template=message_template,
+            message_context=message_context,
+            extra_tags=extra_tags,
+            message=message,
+        )
 
     # --- sign-up -----------------------------------------------------------------------------
     def is_open_for_signup(self, request: HttpRequest) -> bool:
@@ -125,14 +163,18 @@ class AccountAdapter(DefaultAccountAdapter):
         return attempts.issue_unique(lambda: parent(user=user, phone=phone), phone)
 
     # --- sending ---------------------------------------------------------------------------
+    def format_email_subject(self, subject: str) -> str:
+        return f"[{settings.R1CHAT_SITE_NAME}] {force_str(subject)}"
+
     def send_mail(self, template_prefix: str, email: str, context_: dict[str, Any]) -> None:
         if template_prefix in GUARDED_MAILS and context.request is not None:
             guard_send(context.request, channel="email", recipient=email)
         if context_.get("code") and template_prefix.startswith("account/email/"):
             attempts.note_recipient(str(context_["code"]), email)
-        # As allauth's send_mail, but the message is sent off the request path (accounts.outbox).
+        # As allauth's send_mail, but the message is sent off the request path (accounts.outbox)
+        # and signed with the configured site name.
         request = context.request
-        full = {"request": request, "email": email, "current_site": get_current_site(request)}
+        full = {"request": request, "email": email, "current_site": current_site(request)}
         full.update(context_)
         message = self.render_mail(template_prefix, email, full)
         outbox.defer("mail", message.send)
@@ -144,15 +186,19 @@ class AccountAdapter(DefaultAccountAdapter):
         *,
         template_params: dict[str, str] | None = None,
         send: bool = True,
+        purpose: str | None = None,
     ) -> None:
         """Every SMS goes here: resend delay, country allowlist and daily budget first."""
-        guard_send(context.request, channel="phone", recipient=phone)
+        guard_send(context.request, channel="phone", recipient=phone, purpose=purpose)
         if send:
             outbox.defer("text message", send_sms, phone, message, template_params=template_params)
 
     def send_verification_code_sms(self, user: Any, phone: str, code: str, **kwargs: Any) -> None:
         attempts.note_recipient(code, phone)
-        text = _("Your r1chat code is %(code)s. Do not share it with anyone.") % {"code": code}
+        text = _("Your %(site)s code is %(code)s. Do not share it with anyone.") % {
+            "site": settings.R1CHAT_SITE_NAME,
+            "code": code,
+        }
         self.deliver_sms(phone, text, template_params={"code": code})
 
     def send_unknown_account_sms(self, phone: str, **kwargs: Any) -> None:
@@ -162,7 +208,7 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def send_account_already_exists_sms(self, phone: str, **kwargs: Any) -> None:
         text = _(
-            "Someone tried to sign up for r1chat with this number, which already has an "
+            "Someone tried to sign up for %(site)s with this number, which already has an "
             "account. If it was you, sign in or reset your password."
-        )
+        ) % {"site": settings.R1CHAT_SITE_NAME}
         self.deliver_sms(phone, text)

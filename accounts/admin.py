@@ -16,6 +16,7 @@ from django.utils.translation import ngettext
 
 from r1chat.adminkit import ProjectAdmin
 
+from . import approval
 from .models import Invitation, User
 
 
@@ -45,13 +46,19 @@ class UserAdmin(ProjectAdmin, BaseUserAdmin):
 
     @admin.action(description=_("Approve the selected accounts"), permissions=["change"])
     def approve(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
-        count = queryset.filter(approved=False).update(approved=True)
+        # Each newly approved person is told by email (or SMS) after commit.
+        count = approval.approve(request, queryset)
         self.message_user(
             request,
             ngettext("%(count)d account approved.", "%(count)d accounts approved.", count)
             % {"count": count},
             messages.SUCCESS,
         )
+
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and obj.approved and "approved" in form.changed_data:
+            approval.approved_in_form(request, obj)
 
     @admin.action(description=_("Deactivate the selected accounts"), permissions=["change"])
     def deactivate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
@@ -81,6 +88,13 @@ class InvitationAdmin(ProjectAdmin, admin.ModelAdmin):
         "used_by",
         "used_at",
     )
+
+    def get_fields(self, request: HttpRequest, obj: Invitation | None = None) -> Any:
+        if obj is None:
+            # The token is made when the invitation is saved; one shown on the empty form would
+            # not be the one saved (the model's default runs again).
+            return ("note", "expires_at")
+        return super().get_fields(request, obj)
 
     @admin.display(description=_("Invitation link"))
     def invite_link(self, obj: Invitation) -> str:

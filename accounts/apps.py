@@ -12,7 +12,7 @@ FIRST_ADMIN_HINT = """
 
       .venv/bin/python manage.py createsuperuser
 
-  then sign in at /admin/ (for example http://127.0.0.1:8000/admin/).
+  then sign in at /admin/ on the address the server prints when it starts.
 """
 
 
@@ -33,7 +33,8 @@ def _hint_first_admin(sender: AppConfig, verbosity: int = 1, **kwargs: Any) -> N
 
 class AccountsConfig(AppConfig):
     name = "accounts"
-    verbose_name = _("Accounts")
+    # Not "Accounts": that is the title of allauth's app (email addresses) in the admin.
+    verbose_name = _("Users and invitations")
 
     def ready(self) -> None:
         from . import signals  # noqa: F401

@@ -23,7 +23,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.translation import gettext as _
 
 from . import attempts
-from .limits import seconds_until_resend
+from .limits import CHALLENGE_PURPOSES, OTHER, seconds_until_resend, sending_for
 
 MAX_ATTEMPTS = attempts.MAX_ATTEMPTS
 CODE_LENGTH = 6
@@ -102,16 +102,30 @@ class Challenge:
     def attempts_left(self) -> int:
         return max(0, MAX_ATTEMPTS - self.state["failed"])
 
+    @property
+    def cooldown_purpose(self) -> str:
+        """Whose resend delay this challenge's messages count against (accounts.limits)."""
+        return CHALLENGE_PURPOSES.get(self.purpose, OTHER)
+
     def wait_seconds(self) -> int:
         """Seconds before a new code may be sent (the resend countdown)."""
         own = self.state["sent_at"] + settings.R1CHAT_CODE_RESEND_SECONDS - time.time()
-        return max(0, int(own + 0.999), seconds_until_resend(self.target))
+        return max(0, int(own + 0.999), seconds_until_resend(self.target, self.cooldown_purpose))
 
     def send(self, request: HttpRequest) -> None:
         """Send a fresh code (or, for a decoy, a notice to the address's owner).
 
         The adapter's senders apply the limits (accounts.limits.guard_send) to both.
         """
+        with sending_for(self.cooldown_purpose):
+            self._send(request)
+        if self.state["sent_at"]:
+            self.state["resends"] += 1
+        self.state["sent_at"] = time.time()
+        self.state["at"] = time.time()
+        self.state["failed"] = 0
+
+    def _send(self, request: HttpRequest) -> None:
         adapter = get_adapter(request)
         if self.state["decoy"]:
             self.state["code_hash"] = ""
@@ -127,11 +141,6 @@ class Challenge:
             send_code(
                 request, channel=self.channel, target=self.target, code=code, purpose=self.purpose
             )
-        if self.state["sent_at"]:
-            self.state["resends"] += 1
-        self.state["sent_at"] = time.time()
-        self.state["at"] = time.time()
-        self.state["failed"] = 0
 
     def check(self, code: str) -> bool:
         """True for the right code; a wrong one counts an attempt."""
@@ -158,7 +167,8 @@ def send_code(request: HttpRequest, *, channel: str, target: str, code: str, pur
     if channel == "email":
         adapter.send_mail("accounts/email/code", target, {"code": code, "purpose": purpose})
     else:
-        text = _("Your r1chat code is %(code)s. It expires in %(minutes)s minutes.") % {
+        text = _("Your %(site)s code is %(code)s. It expires in %(minutes)s minutes.") % {
+            "site": settings.R1CHAT_SITE_NAME,
             "code": code,
             "minutes": max(1, settings.R1CHAT_CODE_TIMEOUT // 60),
         }

@@ -17,8 +17,8 @@ from django.contrib.auth.hashers import make_password
 from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 
-from . import attempts, signup_modes
-from .limits import sms_budget_available
+from . import attempts, limits, signup_modes
+from .limits import CooldownError, sms_budget_available
 from .models import CHAT_DEFAULTS, Theme
 from .phones import check_sms_country, normalize_phone
 
@@ -35,6 +35,19 @@ def _check_sms_possible(phone: str) -> None:
             _("The daily limit of text messages has been reached. Please try again tomorrow."),
             code="sms_budget",
         )
+
+
+def _check_cooldown(form: forms.Form, recipient: str, purpose: str) -> None:
+    """The resend delay of ``purpose`` for ``recipient``, as a form error with a countdown.
+
+    The form keeps the seconds left in ``wait_seconds`` (the template's countdown on its
+    button), so a second request is answered on the form, not by the 429 page.
+    """
+    try:
+        limits.check_cooldown(recipient, purpose)
+    except CooldownError as exc:
+        form.wait_seconds = exc.seconds  # type: ignore[attr-defined]
+        raise
 
 
 def _check_email_domain(email: str) -> None:
@@ -74,11 +87,20 @@ class SignupForm(allauth_forms.SignupForm):
     def clean_method(self) -> str:
         return self.cleaned_data.get("method") or EMAIL
 
+    wait_seconds = 0
+
     def clean_email(self) -> str:
         email = (self.cleaned_data.get("email") or "").strip().lower()
         if email:
             _check_email_domain(email)
+            _check_cooldown(self, email, limits.SIGNUP)
         return super().clean_email()
+
+    def clean_phone(self) -> str:
+        phone = self.cleaned_data.get("phone") or ""
+        if phone:
+            _check_cooldown(self, phone, limits.SIGNUP)
+        return phone
 
     def validate_unique_email(self, value: str) -> str:
         # allauth only hides a taken address when verification is "mandatory"; ours is done
@@ -140,19 +162,66 @@ def _only_chosen_method(form: forms.Form) -> None:
 
 
 class RequestLoginCodeForm(allauth_forms.RequestLoginCodeForm):
-    """A sign-in code by email or SMS (phone numbers normalised, SMS limits checked first)."""
+    """A sign-in code by email or SMS, to what is written in one field ("login").
+
+    An address with "@" is an email address, anything else a phone number (normalised, SMS
+    limits checked first). allauth's own "email" and "phone" fields are filled from it, so its
+    checks, rate limits and flow run unchanged; their errors show under the one field.
+    """
+
+    wait_seconds = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _only_chosen_method(self)
+        self.fields["login"] = forms.CharField(
+            label=_("Email or phone number"),
+            required=False,
+            max_length=254,
+            widget=forms.TextInput(
+                attrs={
+                    "placeholder": _("Email or phone number"),
+                    "autocomplete": "username",
+                    "autofocus": True,
+                }
+            ),
+        )
+        self.order_fields(["login"])
         self.fields["email"].label = _("Email address")
         self.fields["phone"].label = _("Phone number")
+        if not self.is_bound:
+            return
+        if "login" in self.data:
+            value = (self.data.get("login") or "").strip()
+            data = self.data.copy()
+            is_email = "@" in value
+            data[EMAIL] = value if is_email else ""
+            data[PHONE] = "" if is_email else value
+            data["method"] = EMAIL if is_email else PHONE
+            self.data = data
+        else:  # a post with the two separate fields (API clients, older pages)
+            _only_chosen_method(self)
+
+    def clean_email(self) -> str:
+        email = (self.cleaned_data.get("email") or "").strip().lower()
+        if email:
+            self.cleaned_data["email"] = email
+            _check_cooldown(self, email, limits.LOGIN)
+        return super().clean_email()
 
     def clean_phone(self) -> str:
         phone = self.cleaned_data.get("phone")
         if phone:
             _check_sms_possible(phone)
+            _check_cooldown(self, phone, limits.LOGIN)
         return super().clean_phone()
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if not (cleaned.get("email") or cleaned.get("phone")) and not (
+            self.has_error("email") or self.has_error("phone")
+        ):
+            self.add_error("login", _("Enter your email address or phone number."))
+        return cleaned
 
 
 class ResetPasswordForm(allauth_forms.ResetPasswordForm):
@@ -170,6 +239,7 @@ class ResetPasswordForm(allauth_forms.ResetPasswordForm):
     )
 
     channel = EMAIL
+    wait_seconds = 0
 
     def clean_email(self) -> str:
         value = (self.cleaned_data.get("email") or "").strip()
@@ -177,6 +247,7 @@ class ResetPasswordForm(allauth_forms.ResetPasswordForm):
             validate_email(value)
             self.channel = EMAIL
             email = value.lower()
+            _check_cooldown(self, email, limits.RESET)
             self.users = filter_users_by_email(
                 email, is_active=True, prefer_verified=True, for_login=True
             )
@@ -184,6 +255,7 @@ class ResetPasswordForm(allauth_forms.ResetPasswordForm):
         self.channel = PHONE
         phone = normalize_phone(value)
         _check_sms_possible(phone)
+        _check_cooldown(self, phone, limits.RESET)
         user = get_user_model().objects.filter(phone=phone, is_active=True).first()
         self.users = [user] if user else []
         return phone
@@ -208,6 +280,14 @@ class ResetPasswordForm(allauth_forms.ResetPasswordForm):
         return phone
 
 
+CODE_INPUT_ATTRS = {
+    "placeholder": _("6-digit code"),
+    "autocomplete": "one-time-code",
+    "inputmode": "numeric",
+    "autofocus": True,
+}
+
+
 class SharedTriesMixin:
     """allauth's code forms, with every try counted in the shared place (accounts.attempts).
 
@@ -215,6 +295,11 @@ class SharedTriesMixin:
     """
 
     expected_code: str | None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A phone offers its number pad and the code from the text message.
+        self.fields["code"].widget.attrs.update(CODE_INPUT_ATTRS)  # type: ignore[attr-defined]
 
     def clean_code(self) -> str:
         attempts.check_rate(context.request)
@@ -242,14 +327,7 @@ class CodeForm(forms.Form):
     code = forms.CharField(
         label=_("Code"),
         max_length=12,
-        widget=forms.TextInput(
-            attrs={
-                "placeholder": _("6-digit code"),
-                "autocomplete": "one-time-code",
-                "inputmode": "numeric",
-                "autofocus": True,
-            }
-        ),
+        widget=forms.TextInput(attrs=CODE_INPUT_ATTRS),
     )
 
 
@@ -268,7 +346,9 @@ class ChangeEmailForm(forms.Form):
         if email == (self.user.email or ""):
             raise forms.ValidationError(_("This is already your email address."))
         _check_email_domain(email)
-        return get_adapter().clean_email(email)
+        email = get_adapter().clean_email(email)
+        _check_cooldown(self, email, limits.CHANGE)
+        return email
 
 
 class ChangePhoneForm(forms.Form):
@@ -289,6 +369,7 @@ class ChangePhoneForm(forms.Form):
         if phone == (self.user.phone or "") and self.user.phone_verified:
             raise forms.ValidationError(_("This is already your phone number."))
         _check_sms_possible(phone)
+        _check_cooldown(self, phone, limits.CHANGE)
         return phone
 
 

@@ -256,10 +256,12 @@ def _uncached_code_block_html(code: str, lang: str, highlight_code: bool) -> str
     else:
         body = escapeHtml(code)
     label = escapeHtml(lang or "text")
+    # The copy button has no text: this HTML is cached per message and shared by every
+    # language; the page's script labels it in the reader's language (static/js/codeblocks.js).
     return (
         f'<div class="code-block" data-lang="{label}"><div class="code-header">'
         f'<span class="code-lang">{label}</span>'
-        '<button type="button" class="copy-code" data-copy>Copy</button></div>'
+        '<button type="button" class="copy-code" data-copy></button></div>'
         f'<pre class="{HIGHLIGHT_CLASS}"><code>{body}</code></pre></div>\n'
     )
 

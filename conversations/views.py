@@ -295,10 +295,6 @@ def js_strings() -> dict[str, str]:
         "thinking": _("Thinking…"),
         "thinking_seconds": _("Thinking… %(count)ss"),
         "thought": _("Thought"),
-        "thought_one": ngettext("Thought for %(count)d second", "Thought for %(count)d seconds", 1),
-        "thought_other": ngettext(
-            "Thought for %(count)d second", "Thought for %(count)d seconds", 2
-        ),
         "new_chat": _("New chat"),
         "pinned": _("Pinned"),
         "today": _("Today"),

@@ -257,6 +257,8 @@ ALLAUTH_TRUSTED_PROXY_COUNT = TRUSTED_PROXY_COUNT
 # W001: no login method is a *required* sign-up field (email OR phone is enforced by the form).
 SILENCED_SYSTEM_CHECKS = ["account.W001"]
 
+# The name mails and text messages are signed with ("Hello from r1chat!").
+R1CHAT_SITE_NAME = os.environ.get("R1CHAT_SITE_NAME", "").strip() or "r1chat"
 # Sign-up: open | approval (an admin approves) | invite (links made in the admin) | closed.
 R1CHAT_SIGNUP_MODE = os.environ.get("R1CHAT_SIGNUP_MODE", "open").strip().lower()
 # When set (comma-separated), sign-up needs an email address at one of these domains.

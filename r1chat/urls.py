@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from . import readiness, views
+from . import i18n, readiness, views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
@@ -13,6 +13,7 @@ urlpatterns = [
     path("account/transfer/", include("transfer.urls")),
     path("account/", include("accounts.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("jsi18n/", i18n.javascript_catalog, name="javascript-catalog"),
     path("review/", include("review.urls")),
     path("", include("sharing.urls")),
     path("", include("conversations.urls")),

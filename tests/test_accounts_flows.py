@@ -349,7 +349,7 @@ def test_login_code_rate_limit(client: Client, sms_outbox: list[Any]) -> None:
     assert statuses[3] != 302  # 3/m per number
 
 
-def test_resend_delay_enforced_across_flows(
+def test_resend_delay_is_per_purpose_and_answered_on_the_form(
     client: Client, settings: Any, sms_outbox: list[Any]
 ) -> None:
     settings.R1CHAT_CODE_RESEND_SECONDS = 60
@@ -360,9 +360,15 @@ def test_resend_delay_enforced_across_flows(
         ).status_code
         == 302
     )
-    response = Client().post(reverse("account_reset_password"), {"email": PHONE})
-    assert response.status_code == 429
+    # the same purpose again: the form answers with a countdown, nothing is sent
+    again = Client().post(reverse("account_request_login_code"), {"login": PHONE})
+    assert again.status_code == 200
+    assert re.search(rb'id="request-code-submit" data-countdown="(5\d|60)"', again.content)
     assert len(sms_outbox) == 1
+    # another purpose (a reset) has its own delay
+    response = Client().post(reverse("account_reset_password"), {"email": PHONE})
+    assert response.status_code == 302
+    assert len(sms_outbox) == 2
 
 
 def test_sms_budget_per_number(settings: Any, sms_outbox: list[Any]) -> None:

@@ -163,7 +163,7 @@ def test_fenced_code_is_highlighted_with_classes_and_has_a_copy_button() -> None
     assert html.startswith(
         '<div class="code-block" data-lang="python"><div class="code-header">'
         '<span class="code-lang">python</span>'
-        '<button class="copy-code" data-copy="" type="button">Copy</button></div>'
+        '<button class="copy-code" data-copy="" type="button"></button></div>'
         '<pre class="highlight"><code><span class="k">def</span>'
     )
     assert '<span class="o">&lt;</span>' in html

@@ -27,8 +27,9 @@ CJK = re.compile(r"[\u3400-\u9fff]")
 PLACEHOLDER = re.compile(
     r"%%|%\(\w+\)[-#0 +]*\d*(?:\.\d+)?[diouxXeEfFgGcrsa]|%[sd]|\{\w*\}|</?\w+[^>]*>"
 )
-# Entries whose Chinese is, rightly, the English text.
-SAME_IN_CHINESE = {"Ollama", "%(count)s tokens"}
+# Entries whose Chinese is, rightly, the English text (or, for the label suffix ":", the
+# full-width colon, which has no CJK ideograph to find).
+SAME_IN_CHINESE = {"Ollama", "%(count)s tokens", ":"}
 
 
 @dataclass

@@ -33,6 +33,34 @@ async def _reachable(backends: list[Backend]) -> list[Backend]:
     return [b for b, ok in zip(backends, results, strict=True) if ok]
 
 
+def site_url(host: str, port: int) -> str:
+    """The address to open for a server bound to ``host``:``port`` (every interface: loopback)."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "[::]": "[::1]", "": "127.0.0.1"}.get(
+        host, host
+    )
+    if ":" in shown and not shown.startswith("["):  # an IPv6 literal
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/"
+
+
+def banner(host: str, port: int, *, has_admin: bool) -> str:
+    """What `serve` prints before serving: the site and its admin, on the port it serves."""
+    url = site_url(host, port)
+    lines = [f"r1chat: {url}", f"Admin:  {url}admin/"]
+    if not has_admin:
+        lines.append(
+            "        (no administrator yet: create one with "
+            ".venv/bin/python manage.py createsuperuser)"
+        )
+    return "\n".join(lines)
+
+
+def _has_admin() -> bool:
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.filter(is_superuser=True).exists()
+
+
 class Command(BaseCommand):
     help = "Serve r1chat (HTTP and WebSockets) on one port; start the offline demo if needed."
 
@@ -46,7 +74,7 @@ class Command(BaseCommand):
                 f"Added backend {backend.name} ({backend.base_url}) from the environment."
             )
         self._offline_demo()
-        self.stdout.write(f"r1chat: http://{options['host']}:{options['port']}/")
+        self.stdout.write(banner(options["host"], options["port"], has_admin=_has_admin()))
         call_command("runserver", f"{options['host']}:{options['port']}", use_reloader=False)
 
     def _offline_demo(self) -> None:

@@ -1,4 +1,5 @@
 // The chat page: wires the socket, the thread, the sidebar, the composer and the settings.
+import "../codeblocks.js";
 import { Composer } from "./composer.js";
 import { t } from "./i18n.js";
 import { setupLongText } from "./longtext.js";
