@@ -93,6 +93,12 @@ def test_share_open_signed_out_and_continue(signed_in, browser, live_server_url,
         assert shared.locator(".thinking").count() == 0  # reasoning not chosen
         assert "A private follow-up" not in shared.content()
         assert alice.email not in shared.content()
+        # Code blocks' copy buttons are labelled in the page's language, as in the chat.
+        copy_code = shared.locator("button.copy-code").first
+        shared.wait_for_function(
+            "() => document.querySelector('button.copy-code').textContent === 'Copy'"
+        )
+        assert copy_code.is_visible()
         screenshot(shared, "shared-page")
         shared.locator("#continue-chat").click()
         shared.wait_for_url(re.compile(r"/accounts/login/\?next=/s/"))

@@ -1,4 +1,5 @@
 // The shared page (/s/<token>/): copy the link, and the copy buttons of code blocks.
+import "../codeblocks.js";
 import { copyText } from "./ui.js";
 
 document.getElementById("shared-copy")?.addEventListener("click", (event) => {
