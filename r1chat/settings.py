@@ -464,6 +464,12 @@ R1CHAT_SEND_RATE_PER_MINUTE = env_int("R1CHAT_SEND_RATE_PER_MINUTE", 30)
 # (conversations.runner.generation).
 R1CHAT_RENDER_SHARE = env_float("R1CHAT_RENDER_SHARE", 0.001)
 
+# Attachments (conversations.attachments): the largest file, the most PDF pages, and the most
+# characters of text one file may give the model.
+R1CHAT_ATTACHMENT_MAX_BYTES = env_int("R1CHAT_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
+R1CHAT_ATTACHMENT_MAX_PAGES = env_int("R1CHAT_ATTACHMENT_MAX_PAGES", 100)
+R1CHAT_ATTACHMENT_MAX_CHARS = env_int("R1CHAT_ATTACHMENT_MAX_CHARS", 200_000)
+
 # redis-py 8 times socket reads out after 5 s by default: exactly channels-redis's blocking-pop
 # wait (BZPOPMIN, 5 s), so a socket idle for 5 s raised TimeoutError in its consumer and was
 # closed with 1011. Reads get more room than the blocking pop; connecting stays quick.
