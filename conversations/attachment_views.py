@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import unquote
 
 from asgiref.sync import async_to_sync
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
@@ -62,7 +63,7 @@ def attachment_upload(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _error("method", _("Upload files with POST."), status=405)
     limit = attachments.limits()[0]
-    name = request.headers.get("X-File-Name", "")[:255] or _("file")
+    name = unquote(request.headers.get("X-File-Name", ""))[:255] or _("file")
     if _declared_length(request) > limit + ENVELOPE_BYTES:
         return _error("too_large", attachments.too_large(name).message, status=413)
     handler = SizeLimitHandler(request, limit)
@@ -76,8 +77,8 @@ def _upload(request: HttpRequest, handler: SizeLimitHandler) -> HttpResponse:
 
     upload = request.FILES.get("file")
     if handler.exceeded:
-        name = upload.name if upload is not None else request.headers.get("X-File-Name", "")
-        return _error("too_large", attachments.too_large(name or _("file")).message, status=413)
+        name = unquote(request.headers.get("X-File-Name", "")) or _("file")
+        return _error("too_large", attachments.too_large(name).message, status=413)
     if upload is None:
         return _error("no_file", _("Choose a file to attach."))
     if async_to_sync(count_this_minute)("uploads", request.user.pk) > UPLOADS_PER_MINUTE:

@@ -341,6 +341,39 @@ def chip(attachment: Attachment) -> dict[str, Any]:
         "content_type": attachment.content_type,
         "pages": attachment.pages,
         "chars": len(attachment.text),
+        "label": kind_label(attachment),
+    }
+
+
+def kind_label(attachment: Attachment) -> str:
+    """The short word on a chip: the extension of a text file (PY, MD), else PDF or IMG."""
+    if attachment.kind == Attachment.Kind.PDF:
+        return "PDF"
+    if attachment.kind == Attachment.Kind.IMAGE:
+        return "IMG"
+    extension = attachment.name.rsplit(".", 1)[1] if "." in attachment.name else ""
+    return extension.upper() if extension.isalnum() and len(extension) <= 4 else "TXT"
+
+
+def page_config() -> dict[str, Any]:
+    """What the chat page's scripts need to know (`chat_config.attachments`)."""
+    return {"max_bytes": limits()[0], "max_files": MAX_FILES_PER_MESSAGE}
+
+
+def page_strings() -> dict[str, str]:
+    """The attachment strings of the page's scripts, translated."""
+    return {
+        "attach": _("Attach files"),
+        "remove_file": _("Remove file"),
+        "uploading": _("Uploading…"),
+        "upload_failed": _("Could not upload “%(name)s”. Try again."),
+        "file_too_large": _("“%(name)s” is too large: files may be at most %(limit)s."),
+        "too_many_files": _("Attach at most %(limit)s files to one message."),
+        "file_bytes": _("%(count)s bytes"),
+        "file_kb": _("%(count)s KB"),
+        "file_mb": _("%(count)s MB"),
+        "file_pages": _("%(count)s pages"),
+        "file_image": _("An image: the model was shown the image itself."),
     }
 
 

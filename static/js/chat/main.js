@@ -1,4 +1,5 @@
 // The chat page: wires the socket, the thread, the sidebar, the composer and the settings.
+import { AttachmentTray } from "./attachments.js";
 import { Composer } from "./composer.js";
 import { t } from "./i18n.js";
 import { Settings } from "./settings.js";
@@ -25,7 +26,8 @@ const sidebar = new Sidebar({
   config,
   onCurrentDeleted: () => window.location.assign(config.urls.home),
 });
-new Composer({ thread, socket, maxChars: config.max_chars });
+const tray = new AttachmentTray({ config, settings, thread });
+new Composer({ thread, socket, maxChars: config.max_chars, tray });
 setupTheme(config);
 
 const title = document.getElementById("conv-title");
