@@ -28,7 +28,8 @@ PLACEHOLDER = re.compile(
     r"%%|%\(\w+\)[-#0 +]*\d*(?:\.\d+)?[diouxXeEfFgGcrsa]|%[sd]|\{\w*\}|</?\w+[^>]*>"
 )
 # Entries whose Chinese is, rightly, the English text.
-SAME_IN_CHINESE = {"Ollama", "%(count)s tokens"}
+SAME_IN_CHINESE = {"Ollama", "%(count)s tokens", "%(count).1f KB", "%(count).1f MB", "%(count)s KB",
+                   "%(count)s MB"}  # fmt: skip
 
 
 @dataclass
