@@ -510,3 +510,36 @@ def test_the_template_is_the_documented_one() -> None:
         "Question\n\nFile: x.rs\n```rs\nfn main() {}\n```\n\n"
         "File: a.pdf (PDF, 3 pages)\n```\nPage text\n```"
     )
+
+
+def test_an_image_in_the_history_is_named_for_a_model_that_cannot_see_it(alice: Any) -> None:
+    from conversations.turns.threads import history_for
+
+    question = Message(pk=1, role="user", content="And this?")
+    image = Attachment(name="photo.png", kind="image", content_type="image/png", data=PNG)
+    history = history_for([question], files={1: [image]}, images=False)
+    assert history == [
+        {
+            "role": "user",
+            "content": "And this?\n\nImage: photo.png (not shown: this model does not accept "
+            "images)",
+        }
+    ]
+    shown = history_for([question], files={1: [image]}, images=True)
+    assert shown[0]["images"] == [
+        {"content_type": "image/png", "data": base64.b64encode(PNG).decode()}
+    ]
+
+
+def test_files_never_sent_are_deleted_after_a_day(alice: Any) -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    client = client_for(alice)
+    old = upload(client, "old.txt", b"old").json()["attachment"]
+    Attachment.objects.filter(uuid=old["id"]).update(
+        created_at=timezone.now() - dt.timedelta(days=2)
+    )
+    upload(client, "new.txt", b"new")
+    assert list(Attachment.objects.values_list("name", flat=True)) == ["new.txt"]

@@ -272,7 +272,7 @@ export class Thread extends EventTarget {
     bubble.after(box);
     const close = () => {
       box.remove();
-      bubble.hidden = false;
+      bubble.hidden = !messageText(el); // (a question of files only has no bubble)
       el.querySelector(".msg-actions").hidden = false;
     };
     const submit = () => {
