@@ -101,7 +101,10 @@ def too_large(name: str) -> AttachmentError:
 
 def sniff(data: bytes) -> tuple[str, str]:
     """(kind, content type) from the bytes alone; ("", "") for a file of no kind we take."""
-    if b"%PDF-" in data[:1024]:
+    head = data[:1024]
+    if head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"%PDF-"):
+        return Attachment.Kind.PDF, "application/pdf"
+    if b"%PDF-" in head and decode_text(data) is None:  # (readers allow junk before the header)
         return Attachment.Kind.PDF, "application/pdf"
     for signature, content_type in IMAGE_SIGNATURES:
         if data.startswith(signature):

@@ -543,3 +543,10 @@ def test_files_never_sent_are_deleted_after_a_day(alice: Any) -> None:
     )
     upload(client, "new.txt", b"new")
     assert list(Attachment.objects.values_list("name", flat=True)) == ["new.txt"]
+
+
+def test_a_code_file_that_mentions_the_pdf_header_is_text(alice: Any) -> None:
+    source = b'# Writes PDFs\nHEADER = b"%PDF-1.7"\n'
+    response = upload(client_for(alice), "make_pdf.py", source)
+    assert response.status_code == 201
+    assert response.json()["attachment"]["kind"] == "text"
