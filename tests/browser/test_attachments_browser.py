@@ -5,6 +5,8 @@ test-artifacts/."""
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from conversations.models import Attachment, Message
@@ -99,5 +101,19 @@ def test_a_file_that_cannot_be_read_is_refused_and_the_text_is_kept(
     screenshot(page, "attach-refused")
     page.wait_for_function("() => !document.querySelector('#composer-files .file-chip')")
     assert page.input_value("#composer-input") == "Summarise the report"
+
+    # An image, for the simulator's model that does not accept images: refused, said so.
+    png = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    )
+    with page.expect_file_chooser() as chooser:
+        page.click("#attach-btn")
+    chooser.value.set_files(files=[{"name": "photo.png", "mimeType": "image/png", "buffer": png}])
+    refusal = page.locator(".toast.is-error", has_text="does not accept images")
+    refusal.wait_for()
+    assert "photo.png" in refusal.inner_text()
+    page.wait_for_function("() => !document.querySelector('#composer-files .file-chip')")
+    assert page.input_value("#composer-input") == "Summarise the report"
     assert Message.objects.count() == 0
+    assert not Attachment.objects.exists()
     assert not watch.errors
