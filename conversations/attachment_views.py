@@ -139,6 +139,22 @@ def attachment_delete(request: HttpRequest, attachment_id: uuid.UUID) -> JsonRes
     return JsonResponse({"deleted": str(attachment_id)})
 
 
+@require_GET
+@chat_required
+def attachment_content(request: HttpRequest, attachment_id: uuid.UUID) -> HttpResponse:
+    """An attached image's bytes, for its thumbnail (only images are ever served back)."""
+    attachment = Attachment.objects.filter(
+        uuid=attachment_id, owner=request.user, kind=Attachment.Kind.IMAGE
+    ).first()
+    if attachment is None:
+        raise Http404(_("That file does not exist."))
+    response = HttpResponse(bytes(attachment.data), content_type=attachment.content_type)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
 @never_cache
 @require_GET
 @chat_required

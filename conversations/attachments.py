@@ -33,6 +33,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -345,6 +346,11 @@ def chip(attachment: Attachment) -> dict[str, Any]:
         "pages": attachment.pages,
         "chars": len(attachment.text),
         "label": kind_label(attachment),
+        "thumbnail": (
+            reverse("api-attachment-content", args=[attachment.uuid])
+            if attachment.kind == Attachment.Kind.IMAGE
+            else ""
+        ),
     }
 
 
@@ -376,7 +382,6 @@ def page_strings() -> dict[str, str]:
         "file_kb": _("%(count)s KB"),
         "file_mb": _("%(count)s MB"),
         "file_pages": _("%(count)s pages"),
-        "file_image": _("An image: the model was shown the image itself."),
     }
 
 

@@ -59,10 +59,16 @@ def file_chip(file: dict[str, Any]) -> str:
     return (
         f'<li class="file-chip" data-id="{_e(file["id"])}" data-kind="{_e(file["kind"])}" '
         f'title="{_e(file["name"])}" tabindex="0" role="button">'
-        f'<span class="file-chip-kind">{_e(file["label"])}</span>'
+        f"{_chip_icon(file)}"
         f'<span class="file-chip-name">{_e(file["name"])}</span>'
         f'<span class="file-chip-size">{_e(file["size_label"])}</span></li>'
     )
+
+
+def _chip_icon(file: dict[str, Any]) -> str:
+    if file.get("thumbnail"):
+        return f'<img class="file-chip-thumb" src="{_e(file["thumbnail"])}" alt="">'
+    return f'<span class="file-chip-kind">{_e(file["label"])}</span>'
 
 
 def files_html(files: list[dict[str, Any]]) -> str:

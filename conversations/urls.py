@@ -32,6 +32,11 @@ urlpatterns = [
         name="api-attachment",
     ),
     path(
+        "api/attachments/<uuid:attachment_id>/content",
+        attachment_views.attachment_content,
+        name="api-attachment-content",
+    ),
+    path(
         "api/attachments/<uuid:attachment_id>/delete",
         attachment_views.attachment_delete,
         name="api-attachment-delete",

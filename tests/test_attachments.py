@@ -550,3 +550,19 @@ def test_a_code_file_that_mentions_the_pdf_header_is_text(alice: Any) -> None:
     response = upload(client_for(alice), "make_pdf.py", source)
     assert response.status_code == 201
     assert response.json()["attachment"]["kind"] == "text"
+
+
+def test_an_image_is_served_back_only_to_its_owner_and_only_images_are(
+    alice: Any, bob: Any
+) -> None:
+    client = client_for(alice)
+    image = upload(client, "photo.png", PNG).json()["attachment"]
+    text = upload(client, "greet.py", CODE.encode()).json()["attachment"]
+    response = client.get(image["thumbnail"])
+    assert response.status_code == 200 and response.content == PNG
+    assert response["Content-Type"] == "image/png"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert client_for(bob).get(image["thumbnail"]).status_code == 404
+    assert text["thumbnail"] == ""
+    url = reverse("api-attachment-content", args=[text["id"]])
+    assert client.get(url).status_code == 404

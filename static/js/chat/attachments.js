@@ -29,8 +29,15 @@ export function fileChip(file) {
   chip.title = file.name;
   chip.tabIndex = 0;
   chip.setAttribute("role", "button");
+  let icon = span("file-chip-kind", file.label || "");
+  if (file.thumbnail) {
+    icon = document.createElement("img");
+    icon.className = "file-chip-thumb";
+    icon.src = file.thumbnail;
+    icon.alt = "";
+  }
   chip.append(
-    span("file-chip-kind", file.label || ""),
+    icon,
     span("file-chip-name", file.name),
     span("file-chip-size", file.size_label || sizeLabel(file.size)),
   );
@@ -233,7 +240,13 @@ export class AttachmentTray extends EventTarget {
       file.size_label,
       file.pages ? t("file_pages", { count: formatNumber(file.pages) }) : "",
     ].filter(Boolean).join(" · ");
-    dialog.querySelector(".file-dialog-text").textContent = file.kind === "image" ? t("file_image") : file.text;
+    const text = dialog.querySelector(".file-dialog-text");
+    const image = dialog.querySelector(".file-dialog-image");
+    text.textContent = file.text;
+    text.hidden = file.kind === "image";
+    image.hidden = file.kind !== "image";
+    if (file.kind === "image") image.src = file.thumbnail;
+    else image.removeAttribute("src");
     dialog.showModal();
   }
 }
