@@ -146,7 +146,9 @@ def review_thread(conversation: Conversation) -> tuple[list[ThreadItem], int]:
 # --- Exports ------------------------------------------------------------------------------
 
 
-def _message_dict(message: Message, tree: Tree) -> dict[str, Any]:
+def _message_dict(
+    message: Message, tree: Tree, files: dict[int, list[Attachment]] | None = None
+) -> dict[str, Any]:
     parent = tree.by_id.get(message.parent_id) if message.parent_id else None
     item: dict[str, Any] = {
         "id": str(message.uuid),
@@ -156,6 +158,13 @@ def _message_dict(message: Message, tree: Tree) -> dict[str, Any]:
         "status": message.status,
         "created_at": message.created_at.isoformat(),
     }
+    attached = (files or {}).get(message.pk)
+    if attached:
+        item["attachments"] = [
+            {"name": a.name, "kind": a.kind, "content_type": a.content_type, "size": a.size,
+             "pages": a.pages, "text": a.text}
+            for a in attached
+        ]  # fmt: skip
     if message.role == Message.Role.ASSISTANT:
         item.update(
             {
@@ -175,6 +184,7 @@ def _message_dict(message: Message, tree: Tree) -> dict[str, Any]:
 def export_json(conversation: Conversation) -> str:
     """Every message of the tree (all versions), and the ids of the visible thread."""
     tree = Tree.load(conversation)
+    files = by_message(list(tree.by_id))
     visible = thread_messages(conversation, tree)
     payload = {
         "conversation": {
@@ -186,7 +196,7 @@ def export_json(conversation: Conversation) -> str:
         },
         "exported_at": timezone.now().isoformat(),
         "thread": [str(m.uuid) for m in visible],
-        "messages": [_message_dict(m, tree) for m in tree.by_id.values()],
+        "messages": [_message_dict(m, tree, files) for m in tree.by_id.values()],
     }
     return json.dumps(payload, ensure_ascii=False, indent=2)
 

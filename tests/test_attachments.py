@@ -491,16 +491,20 @@ async def test_the_thread_json_and_the_page_show_the_chips_after_a_reload(
 async def test_admin_review_shows_the_files_and_their_text(alice: Any, sim: Any) -> None:
     conversation, _code = await _conversation_with_files(alice, sim)
 
-    def review() -> str:
-        root = make_user("root", is_staff=True, is_superuser=True)
+    def review() -> tuple[str, Any]:
+        root = client_for(make_user("root", is_staff=True, is_superuser=True))
         url = reverse("admin:conversations_conversation_review", args=[conversation.uuid])
-        response = client_for(root).get(url)
+        response = root.get(url)
         assert response.status_code == 200
-        return response.content.decode()
+        export = reverse("admin:conversations_conversation_export_json", args=[conversation.uuid])
+        return response.content.decode(), root.get(export).json()
 
-    html = await sync_to_async(review)()
+    html, exported = await sync_to_async(review)()
     assert '<span class="r1-file-name">greet.py</span>' in html
     assert "return f&quot;Hello, {name}!&quot;" in html  # the extracted text, escaped
+    question = next(m for m in exported["messages"] if m["role"] == "user")
+    assert question["attachments"][0]["name"] == "greet.py"
+    assert question["attachments"][0]["text"] == CODE
 
 
 def test_the_template_is_the_documented_one() -> None:
