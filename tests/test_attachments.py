@@ -82,6 +82,17 @@ def encrypted_pdf() -> bytes:
     return buffer.getvalue()
 
 
+@pytest.fixture(autouse=True)
+async def orm_thread_closes_its_connection():
+    """The ORM's thread for async code keeps the connection its last query opened (Channels
+    closes it only before a consumer's next handler): closed after each test, it does not
+    outlive the test database (PostgreSQL refuses to drop a database in use)."""
+    yield
+    from django.db import connections
+
+    await sync_to_async(connections.close_all)()
+
+
 @pytest.fixture
 def sim(simulator):
     simulator.reset()
@@ -282,6 +293,9 @@ async def _ask(tab: Tab, content: str, files: list[dict[str, Any]], **extra: Any
     user_message = await tab.until("message.created")
     assistant = await tab.until("message.created")
     await tab.until("generation.done", message=assistant["message"]["id"])
+    # The model's title for the new conversation is written after the answer: the test ends
+    # once it is (a write still running would outlive the test's database).
+    await tab.until("conversation.updated")
     return {"user": user_message["message"], "assistant": assistant["message"]}
 
 
@@ -340,6 +354,7 @@ async def test_a_question_may_be_only_files(alice: Any, sim: Any) -> None:
                     "client_id": "c1", "attachments": [code["id"]]})  # fmt: skip
     created = await tab.until("conversation.created")
     await tab.until("generation.done")
+    await tab.until("conversation.updated")  # (the model's title, written after the answer)
     await tab.close()
     assert created["conversation"]["title"] == "greet.py"
     assert _sent_messages(sim)[-1]["content"] == f"File: greet.py\n```py\n{CODE}\n```"
