@@ -109,12 +109,22 @@ class BackendForm(forms.ModelForm):
         help_text=gettext_lazy("Models whose output starts inside the reasoning."),
     )
 
+    vision_models = LinesField(
+        label=gettext_lazy("Models that accept images"),
+        required=False,
+        help_text=gettext_lazy(
+            "One model name per line. OpenAI-compatible servers do not say which models see "
+            "images; Ollama's models are asked."
+        ),
+    )
+
     class Meta:
         model = Backend
         # An allowlist, so a field added to Backend later is never exposed by accident.
         fields = (
             "name", "kind", "base_url", "enabled", "position", "default_model",
-            "model_allowlist", "assume_open_think", "connect_timeout", "idle_timeout",
+            "model_allowlist", "assume_open_think", "vision_models", "connect_timeout",
+            "idle_timeout",
             "no_data_timeout", "total_timeout", "max_tries",
         )  # fmt: skip
 
@@ -264,7 +274,14 @@ class BackendAdmin(ProjectAdmin, admin.ModelAdmin):
         ),
         (
             gettext_lazy("Models"),
-            {"fields": ("default_model", "model_allowlist", "assume_open_think")},
+            {
+                "fields": (
+                    "default_model",
+                    "model_allowlist",
+                    "assume_open_think",
+                    "vision_models",
+                )
+            },
         ),
         (
             gettext_lazy("Timeouts and retries"),

@@ -54,6 +54,29 @@ def _rate(rating: str, current: Any, label: str, icon: str) -> str:
     )
 
 
+def file_chip(file: dict[str, Any]) -> str:
+    """One attached file (`attachments.chip`)."""
+    return (
+        f'<li class="file-chip" data-id="{_e(file["id"])}" data-kind="{_e(file["kind"])}" '
+        f'title="{_e(file["name"])}" tabindex="0" role="button">'
+        f"{_chip_icon(file)}"
+        f'<span class="file-chip-name">{_e(file["name"])}</span>'
+        f'<span class="file-chip-size">{_e(file["size_label"])}</span></li>'
+    )
+
+
+def _chip_icon(file: dict[str, Any]) -> str:
+    if file.get("thumbnail"):
+        return f'<img class="file-chip-thumb" src="{_e(file["thumbnail"])}" alt="">'
+    return f'<span class="file-chip-kind">{_e(file["label"])}</span>'
+
+
+def files_html(files: list[dict[str, Any]]) -> str:
+    """A user message's attached files, as chips (the same markup `attachments.js` builds)."""
+    chips = "".join(file_chip(f) for f in files)
+    return f'<ul class="msg-files"{_hidden(files)}>{chips}</ul>'
+
+
 def message_html(m: dict[str, Any], labels: dict[str, str]) -> SafeString:
     return mark_safe(_message(m, _escaped(labels)))
 
@@ -76,7 +99,9 @@ def _message(m: dict[str, Any], t: dict[str, str]) -> str:
         return (
             f'<article class="msg msg-user" {common} data-versions="{_e(m["versions_json"])}">\n'
             '  <div class="msg-body">\n'
-            f'    <div class="user-bubble"><div class="user-text">{_e(m["content"])}</div></div>\n'
+            f"    {files_html(m.get('attachments') or [])}\n"
+            f'    <div class="user-bubble"{_hidden(m["content"])}>'
+            f'<div class="user-text">{_e(m["content"])}</div></div>\n'
             '    <div class="msg-actions">\n'
             f"      {_versions(m, t)}\n"
             f"      {_button('copy', t['copy'], 'copy')}\n"

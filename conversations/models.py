@@ -48,6 +48,14 @@ class Backend(models.Model):
         blank=True,
         help_text=_("Models whose output starts inside the reasoning (only </think> appears)."),
     )
+    vision_models = CleanJSONField(
+        _("models that accept images"),
+        default=list,
+        blank=True,
+        help_text=_(
+            "OpenAI-compatible servers do not say which models see images; Ollama reports it."
+        ),
+    )
     connect_timeout = models.FloatField(_("connect timeout (s)"), default=10.0)
     idle_timeout = models.FloatField(_("idle timeout (s)"), default=120.0)
     no_data_timeout = models.FloatField(_("no-data timeout (s)"), default=600.0)
@@ -238,3 +246,49 @@ class Message(models.Model):
             "finished": since(self.finished_at),
             "thought_seconds": self.thought_seconds(),
         }
+
+
+class Attachment(models.Model):
+    """A file a user attached to a question: uploaded before the question is sent (no message
+    yet), then bound to it. Its kind is read from its bytes, never from its name; the text the
+    model is given is extracted once, at upload (conversations.attachments)."""
+
+    class Kind(models.TextChoices):
+        TEXT = "text", _("text")
+        PDF = "pdf", _("PDF")
+        IMAGE = "image", _("image")
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        on_delete=models.CASCADE,
+        related_name="attachments",
+    )
+    message = models.ForeignKey(
+        Message,
+        verbose_name=_("message"),
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="attachments",
+    )
+    name = CleanCharField(_("name"), max_length=255)
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
+    content_type = models.CharField(_("content type"), max_length=100)
+    size = models.PositiveIntegerField(_("size (bytes)"))
+    text = CleanTextField(_("extracted text"), blank=True)
+    pages = models.PositiveIntegerField(_("pages"), null=True, blank=True)
+    # The bytes of an image (sent to models that see images); empty for text and PDFs.
+    data = models.BinaryField(blank=True, default=b"")
+    position = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["position", "id"]
+        indexes = [models.Index(fields=["owner", "message", "created_at"])]
+        verbose_name = _("attachment")
+        verbose_name_plural = _("attachments")
+
+    def __str__(self) -> str:
+        return self.name

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import attachment_views, views
 
 urlpatterns = [
     # /
@@ -27,6 +27,22 @@ urlpatterns = [
         "api/conversations/<uuid:conversation_id>/thread",
         views.conversation_thread,
         name="api-conversation-thread",
+    ),
+    path("api/attachments", attachment_views.attachment_upload, name="api-attachments"),
+    path(
+        "api/attachments/<uuid:attachment_id>",
+        attachment_views.attachment_detail,
+        name="api-attachment",
+    ),
+    path(
+        "api/attachments/<uuid:attachment_id>/content",
+        attachment_views.attachment_content,
+        name="api-attachment-content",
+    ),
+    path(
+        "api/attachments/<uuid:attachment_id>/delete",
+        attachment_views.attachment_delete,
+        name="api-attachment-delete",
     ),
     path("api/models", views.api_models, name="api-models"),
     path("api/settings", views.api_settings, name="api-settings"),

@@ -31,6 +31,7 @@ from django.views.decorators.http import require_GET, require_POST
 from r1chat.text import clean_text
 from review.models import Feedback
 
+from . import attachments
 from .chat import protocol
 from .exporting import conversation_document, conversation_markdown, file_stem
 from .markup import message_html, thread_html
@@ -348,6 +349,7 @@ def js_strings() -> dict[str, str]:
         "feedback_reason": _("What was wrong with this answer? (optional)"),
         "feedback_thanks": _("Thanks for your feedback."),
         "feedback_failed": _("Could not save your feedback. Try again."),
+        **attachments.page_strings(),
     }
 
 
@@ -392,6 +394,7 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
             "theme_saved": hasattr(request.user, "theme"),
             "defaults_saved": hasattr(request.user, "chat_defaults"),
             "feedback": ratings,
+            "attachments": attachments.page_config(),
             "urls": {
                 "home": reverse("home"),
                 "ws": "/ws/chat/",
@@ -401,6 +404,7 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
                 "theme": reverse("api-theme"),
                 "conversation": reverse("conversation-detail", args=[uuid.UUID(int=0)]),
                 "feedback": reverse("review:feedback", args=[uuid.UUID(int=0)]),
+                "attachments": reverse("api-attachments"),
             },
         },
     }

@@ -481,6 +481,12 @@ R1CHAT_IMPORT_MAX_MESSAGES = env_int("R1CHAT_IMPORT_MAX_MESSAGES", 10_000)
 R1CHAT_IMPORT_MAX_MESSAGE_CHARS = env_int("R1CHAT_IMPORT_MAX_MESSAGE_CHARS", 1_000_000)
 R1CHAT_IMPORT_IN_BACKGROUND = env_bool("R1CHAT_IMPORT_IN_BACKGROUND", True)
 
+# Attachments (conversations.attachments): the largest file, the most PDF pages, and the most
+# characters of text one file may give the model.
+R1CHAT_ATTACHMENT_MAX_BYTES = env_int("R1CHAT_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
+R1CHAT_ATTACHMENT_MAX_PAGES = env_int("R1CHAT_ATTACHMENT_MAX_PAGES", 100)
+R1CHAT_ATTACHMENT_MAX_CHARS = env_int("R1CHAT_ATTACHMENT_MAX_CHARS", 200_000)
+
 # redis-py 8 times socket reads out after 5 s by default: exactly channels-redis's blocking-pop
 # wait (BZPOPMIN, 5 s), so a socket idle for 5 s raised TimeoutError in its consumer and was
 # closed with 1011. Reads get more room than the blocking pop; connecting stays quick.

@@ -13,8 +13,9 @@ from typing import Any
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 
+from conversations.attachments import by_message
 from conversations.exporting import conversation_document
-from conversations.models import Conversation, Message
+from conversations.models import Attachment, Conversation, Message
 from conversations.rendering import render_plain_text
 from conversations.turns.threads import Tree, serialize_message, thread_messages
 
@@ -29,6 +30,7 @@ class ShownMessage:
     body_html: SafeString
     reasoning_html: SafeString
     feedback: list[Feedback] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)  # with their extracted text
 
     @property
     def version(self) -> dict[str, int]:
@@ -49,7 +51,12 @@ class ThreadItem:
     other_versions: list[Branch]
 
 
-def _show(message: Message, tree: Tree, feedback: dict[int, list[Feedback]]) -> ShownMessage:
+def _show(
+    message: Message,
+    tree: Tree,
+    feedback: dict[int, list[Feedback]],
+    files: dict[int, list[Attachment]] | None = None,
+) -> ShownMessage:
     data = serialize_message(message, tree.siblings(message))
     if message.role == Message.Role.ASSISTANT:
         body = mark_safe(data.get("html") or "")  # sanitised by the renderer
@@ -62,6 +69,7 @@ def _show(message: Message, tree: Tree, feedback: dict[int, list[Feedback]]) -> 
         body_html=body,
         reasoning_html=reasoning,  # type: ignore[arg-type]
         feedback=feedback.get(message.pk, []),
+        attachments=(files or {}).get(message.pk, []),
     )
 
 
@@ -78,7 +86,11 @@ def _excerpt(text: str, length: int = 60) -> str:
 
 
 def _other_versions(
-    tree: Tree, message: Message, covered: set[int], feedback: dict[int, list[Feedback]]
+    tree: Tree,
+    message: Message,
+    covered: set[int],
+    feedback: dict[int, list[Feedback]],
+    files: dict[int, list[Attachment]] | None = None,
 ) -> list[Branch]:
     """Every branch hanging off `message`'s siblings, flattened, each message exactly once."""
     branches: list[Branch] = []
@@ -100,7 +112,7 @@ def _other_versions(
                 "count": len(siblings),
                 "parent": _excerpt(parent.content if parent else ""),
             }
-        branches.append(Branch(label=label, items=[_show(m, tree, feedback) for m in path]))
+        branches.append(Branch(label=label, items=[_show(m, tree, feedback, files) for m in path]))
         for member in path:
             queue.extend(s for s in tree.siblings(member) if s.pk not in covered)
     return branches
@@ -112,19 +124,22 @@ def review_thread(conversation: Conversation) -> tuple[list[ThreadItem], int]:
     feedback: dict[int, list[Feedback]] = {}
     for entry in Feedback.objects.filter(message__conversation=conversation).select_related("user"):
         feedback.setdefault(entry.message_id, []).append(entry)
+    files = by_message(list(tree.by_id))  # every version's files, in one query
     visible = thread_messages(conversation, tree)
     covered = {m.pk for m in visible}
     items = [
         ThreadItem(
-            shown=_show(message, tree, feedback),
-            other_versions=_other_versions(tree, message, covered, feedback),
+            shown=_show(message, tree, feedback, files),
+            other_versions=_other_versions(tree, message, covered, feedback, files),
         )
         for message in visible
     ]
     # What no version of a visible message reaches: replies below a current leaf set mid-tree.
     for message in tree.by_id.values():
         if message.pk not in covered and items:
-            items[-1].other_versions.extend(_other_versions(tree, message, covered, feedback))
+            items[-1].other_versions.extend(
+                _other_versions(tree, message, covered, feedback, files)
+            )
     return items, len(tree.by_id)
 
 

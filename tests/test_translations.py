@@ -29,7 +29,8 @@ PLACEHOLDER = re.compile(
 )
 # Entries whose Chinese is, rightly, the English text (or, for the label suffix ":", the
 # full-width colon, which has no CJK ideograph to find).
-SAME_IN_CHINESE = {"Ollama", "%(count)s tokens", ":"}
+SAME_IN_CHINESE = {"Ollama", "%(count)s tokens", ":", "%(count).1f KB", "%(count).1f MB",
+                   "%(count)s KB", "%(count)s MB"}  # fmt: skip
 
 
 @dataclass

@@ -108,8 +108,9 @@ Event = Reasoning | Answer | Usage | Finished
 @dataclass(slots=True)
 class ChatRequest:
     model: str
-    # History as {role, content} only: reasoning is never sent back to a model.
-    messages: list[dict[str, str]]
+    # History as {role, content} only: reasoning is never sent back to a model. A user turn
+    # may add `images`: [{content_type, data (base64)}], for models that accept images.
+    messages: list[dict[str, Any]]
     deep_think: bool = True
     enhanced_reasoning: bool = True  # highest effort level where the model offers levels
     temperature: float | None = None
@@ -126,10 +127,12 @@ class ModelInfo:
     ignores_temperature_when_thinking: bool = False
     max_output_tokens: int | None = None
     context_length: int | None = None
+    vision: bool = False  # accepts images (Ollama's "vision" capability)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "vision": self.vision,
             "thinking": self.thinking,
             "effort_levels": list(self.effort_levels),
             "ignores_temperature_when_thinking": self.ignores_temperature_when_thinking,

@@ -207,7 +207,11 @@ class OllamaBackend(HTTPBackend):
             options["num_predict"] = request.max_tokens
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": clean_history(request.messages),
+            # (Ollama takes a user turn's images as a list of base64 strings)
+            "messages": [
+                {**m, "images": [i["data"] for i in m["images"]]} if m.get("images") else m
+                for m in clean_history(request.messages)
+            ],
             "stream": True,
             "options": options,
         }
@@ -279,6 +283,7 @@ class OllamaBackend(HTTPBackend):
                 info.effort_levels = ["low", "medium", "high"]
                 if parse_version(await self.server_version()) >= MAX_LEVEL_SINCE:
                     info.effort_levels.append("max")
+        info.vision = bool(caps and "vision" in caps)
         model_info = show.get("model_info")
         if isinstance(model_info, dict):
             for key, value in model_info.items():

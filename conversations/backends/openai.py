@@ -58,12 +58,25 @@ def is_deepseek_v4(model: str) -> bool:
     return model.lower().startswith("deepseek-v4")
 
 
+def _with_image_parts(message: dict[str, Any]) -> dict[str, Any]:
+    """A user turn with images as OpenAI's content parts: the text, then each image as a
+    `data:` URL."""
+    images = message.pop("images", None)
+    if not images:
+        return message
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message["content"]}]
+    for image in images:
+        url = f"data:{image['content_type']};base64,{image['data']}"
+        parts.append({"type": "image_url", "image_url": {"url": url}})
+    return {**message, "content": parts}
+
+
 def build_body(request: ChatRequest) -> dict[str, Any]:
     """The JSON body for one chat request, with Deep Think mapped onto the model's controls."""
     model = request.model
     body: dict[str, Any] = {
         "model": model,
-        "messages": clean_history(request.messages),
+        "messages": [_with_image_parts(m) for m in clean_history(request.messages)],
         "stream": True,
         "stream_options": {"include_usage": True},
     }

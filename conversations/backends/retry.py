@@ -557,14 +557,15 @@ JSON_BODY = {"Content-Type": "application/json"}
 # --- Shared request and model helpers -------------------------------------------------------
 
 
-def clean_history(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+def clean_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """History as `{role, content}` only (§4.5): reasoning is never sent back to a model.
 
     Extra keys (`reasoning_content`, `thinking`) are dropped: DeepSeek R1-era models answer
     400 to them. An assistant turn that still starts with a `<think>` block (text stored by
-    an older client) loses that block.
+    an older client) loses that block. A user turn's `images` (`[{content_type, data}]`,
+    base64) are kept for the backend to send in its own protocol's shape.
     """
-    out: list[dict[str, str]] = []
+    out: list[dict[str, Any]] = []
     for message in messages:
         role = str(message.get("role", "user"))
         content = str(message.get("content") or "")
@@ -572,7 +573,10 @@ def clean_history(messages: list[dict[str, str]]) -> list[dict[str, str]]:
             end = content.find("</think>")
             if end >= 0:
                 content = content[end + len("</think>") :].lstrip()
-        out.append({"role": role, "content": content})
+        item: dict[str, Any] = {"role": role, "content": content}
+        if role == "user" and message.get("images"):
+            item["images"] = list(message["images"])
+        out.append(item)
     return out
 
 

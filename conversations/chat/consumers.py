@@ -228,11 +228,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             )  # fmt: skip
 
     async def do_send(
-        self, conversation: Any, content: str, client_id: str, settings: dict[str, Any], parent: Any
-    ) -> None:
+        self, conversation: Any, content: str, client_id: str, settings: dict[str, Any],
+        parent: Any, attachments: list[Any] | None = None,
+    ) -> None:  # fmt: skip
         turn = await actions.send_message(
             self.user, conversation=conversation, content=content, client_id=client_id,
-            settings=settings, parent=parent,
+            settings=settings, parent=parent, attachments=attachments,
         )  # fmt: skip
         if self.conversation_id != str(turn.conversation.uuid):
             await self.do_subscribe(None)

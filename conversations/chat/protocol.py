@@ -6,12 +6,17 @@ Client → server
 ---------------
 - ``subscribe {conversation}`` — show this conversation in this tab (uuid, or null to leave).
   The server answers with ``generation.snapshot`` for a message still streaming, then live frames.
-- ``send {conversation|null, content, client_id, settings?, parent?}`` — a new user message; a
-  null conversation starts one. ``parent`` (a message uuid) continues from that message instead
-  of the current leaf. A repeated ``client_id`` in the same conversation is a no-op.
+- ``send {conversation|null, content, client_id, settings?, parent?, attachments?}`` — a new
+  user message; a null conversation starts one. ``parent`` (a message uuid) continues from that
+  message instead of the current leaf. A repeated ``client_id`` in the same conversation is a
+  no-op. ``attachments``: the ids of files uploaded beforehand (``POST /api/attachments``), at
+  most ``MAX_ATTACHMENTS``; with one, ``content`` may be empty. An id that is unknown, another
+  user's or already sent is an ``attachment_not_found`` error and nothing is sent; an image for
+  a model that does not accept images is ``images_unsupported``.
 - ``stop {message}`` — stop a running generation (from any tab or process).
 - ``regenerate {message, settings?}`` — a new version of an assistant message.
-- ``edit {message, content, settings?}`` — a new version of a user message, answered anew.
+- ``edit {message, content, settings?}`` — a new version of a user message, answered anew; it
+  keeps the files attached to the message it edits.
 - ``switch {message}`` — show this version (a message id) and the thread below it.
 
 ``settings``: ``{backend: int, model: str, deep_think: bool, enhanced_reasoning: bool,
@@ -76,6 +81,7 @@ MAX_SYSTEM_PROMPT_CHARS = 20_000
 # anything over 1 MiB (deploy/: --websocket-max-message-size).
 MAX_FRAME_BYTES = 6 * (MAX_CONTENT_CHARS + MAX_SYSTEM_PROMPT_CHARS) + 64 * 1024
 MAX_CLIENT_ID_CHARS = 64
+MAX_ATTACHMENTS = 10
 TEMPERATURE_RANGE = (0.0, 2.0)
 MAX_TOKENS_RANGE = (1, 1_000_000)
 
@@ -92,6 +98,13 @@ class ClientError(Exception):
 def not_found() -> ClientError:
     # Another user's id and a missing id get the same answer (no enumeration).
     return ClientError("not_found", _("That conversation or message does not exist."))
+
+
+def attachments_not_found() -> ClientError:
+    # Another user's file, a file already sent and an unknown id get the same answer.
+    return ClientError(
+        "attachment_not_found", _("An attached file was not found. Attach it again.")
+    )
 
 
 @dataclass(slots=True)
@@ -111,9 +124,27 @@ def _uuid(value: Any, field: str, *, nullable: bool = False) -> uuid.UUID | None
         raise not_found() from None
 
 
-def _content(value: Any) -> str:
+def _attachment_ids(value: Any) -> list[uuid.UUID]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ClientError("invalid", _("“attachments” must be a list of ids."))
+    if len(value) > MAX_ATTACHMENTS:
+        raise ClientError(
+            "too_many_files",
+            _("Attach at most %(limit)d files to one message.") % {"limit": MAX_ATTACHMENTS},
+        )
+    try:
+        return list(dict.fromkeys(uuid.UUID(item) for item in value))
+    except ValueError:
+        raise attachments_not_found() from None
+
+
+def _content(value: Any, *, allow_empty: bool = False) -> str:
     if not isinstance(value, str):
         raise ClientError("invalid", _("The message must be text."))
+    if allow_empty and not value.strip():
+        return ""  # (files attached: they are the message)
     if len(value) > MAX_CONTENT_CHARS:
         raise ClientError(
             "too_long",
@@ -195,13 +226,16 @@ def parse_frame(content: Any) -> Frame:
             {"conversation": _uuid(content.get("conversation"), "conversation", nullable=True)},
         )
     if kind == "send":
+        files = _attachment_ids(content.get("attachments"))
         data: dict[str, Any] = {
             "conversation": _uuid(content.get("conversation"), "conversation", nullable=True),
-            "content": _content(content.get("content")),
+            "content": _content(content.get("content"), allow_empty=bool(files)),
             "client_id": _client_id(content.get("client_id")),
             "settings": clean_settings(content.get("settings")),
             "parent": _uuid(content.get("parent"), "parent", nullable=True),
         }
+        if files:
+            data["attachments"] = files
         return Frame(kind, data)
     if kind in {"stop", "switch"}:
         return Frame(kind, {"message": _uuid(content.get("message"), "message")})

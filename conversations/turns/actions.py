@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -21,10 +21,11 @@ from django.utils.translation import gettext as _
 
 from accounts.models import CHAT_DEFAULTS
 
+from .. import attachments as files
 from ..backends.base import ChatRequest
 from ..chat.protocol import ClientError, not_found
 from ..errors import describe_error
-from ..models import Conversation, Message
+from ..models import Attachment, Conversation, Message
 from ..runner.generation import GenerationRunner, stop
 from . import catalog
 from .threads import Tree, history_for, serialize_message, serialize_thread
@@ -154,6 +155,8 @@ class Turn:
     history: list[Message]  # the thread up to and including the question answered
     user_versions: list[Message]  # the new question and its siblings (‹ 1/2 ›)
     assistant_versions: list[Message]
+    attachments: list[Attachment] = field(default_factory=list)  # the new question's files
+    files: dict[int, list[Attachment]] = field(default_factory=dict)  # the history's, by message
 
 
 def _busy(tree: Tree) -> bool:
@@ -199,6 +202,8 @@ def _save_turn(turn: Turn) -> None:
             for message in (turn.user_message, turn.assistant):
                 if message is not None:  # (foreign keys to rows saved just before are filled in)
                     message.save(force_insert=True)
+            if turn.user_message is not None:
+                files.claim(turn.attachments, turn.user_message)
             conversation.current_leaf = turn.assistant
             conversation.updated_at = timezone.now()
             conversation.settings = turn.config["stored"]
@@ -233,6 +238,7 @@ async def _resolve_config(
     elif info is not None and info.thinking == "always":
         deep_think = True
     stored = {k: merged[k] for k in (*DEFAULT_SETTINGS, "backend", "model") if k in merged}
+    accepts_images = files.accepts_images(backend, model, info)
     if backend is not None:
         stored.update({"backend": backend.pk, "model": model})
     return {
@@ -245,6 +251,7 @@ async def _resolve_config(
         "temperature": merged.get("temperature"),
         "max_tokens": merged.get("max_tokens"),
         "system_prompt": merged.get("system_prompt") or "",
+        "accepts_images": accepts_images,
         "stored": stored,
     }
 
@@ -257,18 +264,21 @@ async def send_message(
     client_id: str,
     settings: dict[str, Any],
     parent: uuid.UUID | None = None,
+    attachments: list[uuid.UUID] | None = None,
 ) -> Turn:
-    """Store the user's message and the assistant's (streaming); then `run_turn`."""
+    """Store the user's message (with the files uploaded for it) and the assistant's
+    (streaming); then `run_turn`."""
     _refuse_while_shutting_down()
     await _throttle(user)
     if await Message.objects.filter(sender=user, client_id=client_id).aexists():
         # (a tab sending again what it is not sure arrived: not "busy" with its own answer)
         raise ClientError("duplicate", _("This message was already sent."))
     await _check_quota(user)
+    attached = await files.for_send(user, attachments or [])
     if conversation is None:
         if parent is not None:
             raise not_found()
-        target = Conversation(owner=user, title=initial_title(content))
+        target = Conversation(owner=user, title=initial_title(content or attached[0].name))
         tree, parent_message, created = Tree([]), None, True
     else:
         target, tree = await sync_to_async(_load_for_turn)(user, conversation)
@@ -283,6 +293,7 @@ async def send_message(
             parent_message = leaf or tree.default_leaf()
         created = False
     config = await _resolve_config(user, None if created else target, settings)
+    files.check_images(attached, config)
     user_message = Message(
         conversation=target, parent=parent_message, role=Message.Role.USER, content=content,
         sender=user, client_id=client_id, created_at=timezone.now(),
@@ -293,10 +304,19 @@ async def send_message(
         history=[*tree.path_to(parent_message), user_message],
         user_versions=[*tree.children.get(parent_message.pk if parent_message else None, []),
                        user_message],
-        assistant_versions=[assistant],
+        assistant_versions=[assistant], attachments=attached,
     )  # fmt: skip
     await sync_to_async(_save_turn)(turn)
+    await _load_files(turn)
     return turn
+
+
+async def _load_files(turn: Turn) -> None:
+    """The files of the questions the model is sent (image bytes only for a model that sees
+    them)."""
+    turn.files = await sync_to_async(files.by_message)(
+        files.user_message_ids(turn.history), with_data=turn.config["accepts_images"]
+    )
 
 
 async def _new_version(
@@ -325,6 +345,8 @@ async def _new_version(
             conversation=conversation, parent=parent, role=Message.Role.USER, content=content,
             sender=user, created_at=timezone.now(),
         )  # fmt: skip
+    copies = await files.copies_for(message) if new_question is not None else []
+    files.check_images(copies, config)
     assistant = _new_assistant(conversation, question, config)
     if new_question is None:  # regenerate
         history = tree.path_to(question)
@@ -336,9 +358,10 @@ async def _new_version(
         assistant_versions = [assistant]
     turn = Turn(
         conversation, False, new_question, assistant, config, history=history,
-        user_versions=user_versions, assistant_versions=assistant_versions,
+        user_versions=user_versions, assistant_versions=assistant_versions, attachments=copies,
     )  # fmt: skip
     await sync_to_async(_save_turn)(turn)
+    await _load_files(turn)
     return turn
 
 
@@ -354,6 +377,8 @@ def _serialize_new(turn: Turn, message: Message) -> dict[str, Any]:
     siblings = turn.user_versions if message is turn.user_message else turn.assistant_versions
     item = serialize_message(message, siblings)
     item["parent"] = str(message.parent.uuid) if message.parent else None
+    if message is turn.user_message:
+        item["attachments"] = [files.chip(a) for a in turn.attachments]
     return item
 
 
@@ -390,7 +415,9 @@ def start_generation(turn: Turn) -> GenerationRunner:
     if backend is not None:
         request = ChatRequest(
             model=config["model"],
-            messages=history_for(turn.history, config["system_prompt"]),
+            messages=history_for(
+                turn.history, config["system_prompt"], turn.files, images=config["accepts_images"]
+            ),
             deep_think=config["deep_think"],
             enhanced_reasoning=config["enhanced_reasoning"],
             temperature=config["temperature"],

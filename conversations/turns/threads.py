@@ -109,26 +109,49 @@ def serialize_message(message: Message, siblings: list[Message] | None = None) -
 
 
 def serialize_thread(conversation: Conversation, tree: Tree | None = None) -> list[dict[str, Any]]:
+    from ..attachments import by_message, chip, user_message_ids
+
     tree = tree or Tree.load(conversation)
     out = []
-    for message in thread_messages(conversation, tree):
+    messages = thread_messages(conversation, tree)
+    attached = by_message(user_message_ids(messages))  # one query for the whole thread
+    for message in messages:
         item = serialize_message(message, tree.siblings(message))
         parent = tree.by_id.get(message.parent_id) if message.parent_id else None
         item["parent"] = str(parent.uuid) if parent else None
+        if message.role == Message.Role.USER:
+            item["attachments"] = [chip(a) for a in attached.get(message.pk, [])]
         out.append(item)
     return out
 
 
-def history_for(path: list[Message], system_prompt: str = "") -> list[dict[str, str]]:
-    """What the model is sent: {role, content} only, never reasoning; roles alternate."""
-    history: list[dict[str, str]] = []
+def history_for(
+    path: list[Message],
+    system_prompt: str = "",
+    files: dict[int, list[Any]] | None = None,
+    *,
+    images: bool = False,
+) -> list[dict[str, Any]]:
+    """What the model is sent: {role, content} only, never reasoning; roles alternate. A
+    question's attached files (`files`: message id → Attachment) are in its content in the
+    one template of `conversations.attachments`; with `images`, its images go along too."""
+    from ..attachments import image_payloads, with_files
+
+    history: list[dict[str, Any]] = []
     if system_prompt.strip():
         history.append({"role": "system", "content": system_prompt})
     for message in path:
-        if not message.content:
+        attached = (files or {}).get(message.pk, []) if message.pk is not None else []
+        content = with_files(message.content, attached, images=images)
+        if not content:
             continue  # a failed or empty answer is not part of the dialogue
+        pictures = image_payloads(attached) if images and attached else []
         if history and history[-1]["role"] == message.role:
-            history[-1]["content"] += "\n\n" + message.content  # servers reject repeated roles
+            history[-1]["content"] += "\n\n" + content  # servers reject repeated roles
+            if pictures:
+                history[-1]["images"] = [*history[-1].get("images", []), *pictures]
         else:
-            history.append({"role": message.role, "content": message.content})
+            history.append({"role": message.role, "content": content})
+            if pictures:
+                history[-1]["images"] = pictures
     return history

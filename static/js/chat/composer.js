@@ -5,8 +5,10 @@ import { formatNumber, t } from "./i18n.js";
 const WARN_AT = 0.9; // show the count from 90 % of the limit
 
 export class Composer {
-  constructor({ thread, socket, maxChars }) {
+  constructor({ thread, socket, maxChars, tray = null }) {
     this.thread = thread;
+    this.tray = tray; // the attached files (attachments.js)
+    tray?.addEventListener("change", () => this.update());
     this.socket = socket;
     this.maxChars = maxChars;
     this.form = document.getElementById("composer");
@@ -45,9 +47,11 @@ export class Composer {
 
   submit() {
     const content = this.input.value;
-    if (!content.trim() || content.length > this.maxChars) return;
-    if (this.thread.send(content)) {
+    const files = this.tray?.ready() || [];
+    if ((!content.trim() && !files.length) || content.length > this.maxChars || this.tray?.busy) return;
+    if (this.thread.send(content, files)) {
       this.input.value = "";
+      this.tray?.clear();
       this.update();
     }
   }
@@ -73,6 +77,7 @@ export class Composer {
     this.button.title = label;
     this.button.disabled = generating
       ? !this.socket.isOpen
-      : !this.input.value.trim() || length > this.maxChars || !this.socket.isOpen;
+      : (!this.input.value.trim() && !this.tray?.count) || this.tray?.busy || length > this.maxChars ||
+        !this.socket.isOpen;
   }
 }

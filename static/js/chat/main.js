@@ -1,5 +1,6 @@
 // The chat page: wires the socket, the thread, the sidebar, the composer and the settings.
 import "../codeblocks.js";
+import { AttachmentTray } from "./attachments.js";
 import { Composer } from "./composer.js";
 import { t } from "./i18n.js";
 import { setupLongText } from "./longtext.js";
@@ -30,7 +31,8 @@ const sidebar = new Sidebar({
   config,
   onCurrentDeleted: () => window.location.assign(config.urls.home),
 });
-new Composer({ thread, socket, maxChars: config.max_chars });
+const tray = new AttachmentTray({ config, settings, thread });
+new Composer({ thread, socket, maxChars: config.max_chars, tray });
 setupTheme(config);
 setupShare(config);
 setupShortcuts({ thread, config });

@@ -2,6 +2,7 @@
 // from frames. Model text is only ever shown as the server's sanitised HTML (the answer and the
 // reasoning, rendered with every frame); the user's text is set with textContent. The raw text
 // the frames also carry is kept for the copy button and lengths, never shown.
+import { showFiles } from "./attachments.js";
 import { showRating } from "./feedback.js";
 import { formatNumber, t, thoughtFor } from "./i18n.js";
 
@@ -45,6 +46,8 @@ function fillUser(el, data) {
   el.dataset.id = data.id;
   el.dataset.parent = data.parent || "";
   part(el, ".user-text").textContent = data.content;
+  part(el, ".user-bubble").hidden = !data.content; // (a question of files only)
+  showFiles(el, data.attachments);
   setVersions(el, data.versions);
 }
 

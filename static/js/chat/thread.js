@@ -33,6 +33,7 @@ export class Thread extends EventTarget {
     this.empty = document.getElementById("empty-state");
     this.toBottom = document.getElementById("to-bottom");
     this.pendingSends = new Map(); // client_id → the text, until the server takes it
+    this.pendingFiles = new Map(); // client_id → the attached files' chips
     this.reconcileTimer = null;
     this.sticky = true;
     this.scrollQueued = false;
@@ -185,6 +186,9 @@ export class Thread extends EventTarget {
     const text = frame.ref ? this.pendingSends.get(frame.ref) : null;
     if (frame.ref) this.pendingSends.delete(frame.ref);
     if (text != null) this.dispatchEvent(new CustomEvent("restore", { detail: text }));
+    const files = frame.ref ? this.pendingFiles.get(frame.ref) : null;
+    if (frame.ref) this.pendingFiles.delete(frame.ref);
+    if (files?.length) this.dispatchEvent(new CustomEvent("restore-files", { detail: files }));
     toast(frame.detail || t("request_failed"), { error: true });
   }
 
@@ -201,7 +205,7 @@ export class Thread extends EventTarget {
 
   // --- commands ---------------------------------------------------------------------------
 
-  send(content) {
+  send(content, files = []) {
     const clientId = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
     const frame = {
       type: "send",
@@ -210,17 +214,20 @@ export class Thread extends EventTarget {
       client_id: clientId,
       settings: this.settings.current(),
     };
+    if (files.length) frame.attachments = files.map((file) => file.id);
     if (!this.socket.send(frame)) {
       toast(t("not_connected"), { error: true });
       return false;
     }
     this.pendingSends.set(clientId, content);
+    if (files.length) this.pendingFiles.set(clientId, files);
     this.sticky = true;
     return true;
   }
 
   /** The server took our send (conversation.created carries our client_id). */
   acknowledge(clientId) {
+    this.pendingFiles.delete(clientId);
     return this.pendingSends.delete(clientId);
   }
 
@@ -264,7 +271,7 @@ export class Thread extends EventTarget {
     bubble.after(box);
     const close = () => {
       box.remove();
-      bubble.hidden = false;
+      bubble.hidden = !messageText(el); // (a question of files only has no bubble)
       el.querySelector(".msg-actions").hidden = false;
     };
     const submit = () => {
