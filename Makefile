@@ -39,7 +39,7 @@ format: install
 	$(BIN)/ruff format .
 
 messages: install
-	$(BIN)/python manage.py makemessages -l zh_Hans $(I18N_IGNORE)
+	$(BIN)/python manage.py makemessages -l zh_Hans -e html,txt,py,md $(I18N_IGNORE)
 	$(BIN)/python manage.py makemessages -d djangojs -l zh_Hans $(I18N_IGNORE)
 	$(BIN)/python manage.py compilemessages -l zh_Hans $(I18N_IGNORE)
 	$(BIN)/python -m pytest tests/test_translations.py -q

@@ -24,7 +24,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from conversations import exporting
-from conversations.models import Conversation, Message
+from conversations.models import Attachment, Conversation, Message
 from tests.chat_support import make_user
 from tests.views_support import conversation
 
@@ -86,12 +86,28 @@ def rich_conversation(owner: Any) -> Conversation:
         q1, "Energy.", 2, status="error", error_code="timeout", error_detail="no data", reasoning=""
     )
     q2 = add(a1, "user", "And m?", 3)
+    # The question's files: a PDF's text and an image's bytes come back with it.
+    Attachment.objects.create(
+        owner=owner, message=q2, name="notes – 笔记.pdf", kind="pdf",
+        content_type="application/pdf", size=2048, pages=2, text="m is the mass.", position=0,
+    )  # fmt: skip
+    Attachment.objects.create(
+        owner=owner, message=q2, name="graph.png", kind="image", content_type="image/png",
+        size=12, data=b"\x89PNG\r\n\x1a\n\x00\x01\x02\x03", position=1,
+    )  # fmt: skip
     a3 = answer(q2, "Mass.", 4)
     q2_edited = add(a1, "user", "And c?", 5)
     answer(q2_edited, "The speed of light.", 6, reasoning="", deep_think=False)
     conv.current_leaf = a3
     conv.save(update_fields=["current_leaf"])
     return conv
+
+
+def files(message: Message) -> list[tuple[Any, ...]]:
+    return [
+        (a.name, a.kind, a.content_type, a.size, a.pages, a.text, bytes(a.data), a.position)
+        for a in message.attachments.order_by("position")
+    ]
 
 
 def shape(conv: Conversation) -> dict[str, Any]:
@@ -113,7 +129,8 @@ def shape(conv: Conversation) -> dict[str, Any]:
         "settings": conv.settings,
         "current_leaf": index.get(conv.current_leaf_id),
         "messages": [
-            {name: getattr(m, name) for name in fields} | {"parent": index.get(m.parent_id)}
+            {name: getattr(m, name) for name in fields}
+            | {"parent": index.get(m.parent_id), "files": files(m)}
             for m in messages
         ],
     }
@@ -301,8 +318,9 @@ def test_each_page_of_conversations_costs_a_constant_number_of_queries(
     many_conversations(alice, 250, 100)
     client = signed_in(alice)
     response = client.get(reverse("transfer:export-all"))
-    # Two passes over 3 pages of 100: a conversations query and a messages query per page.
-    with django_assert_max_num_queries(20):
+    # Two passes over 3 pages of 100: a conversations, a messages and a files query per page, an
+    # empty page ending each pass, and the newest id read once.
+    with django_assert_max_num_queries(21):
         data = b"".join(response.streaming_content)
     assert len(zipfile.ZipFile(io.BytesIO(data)).namelist()) == 1 + 2 * 250
     assert exporting.FORMAT == "r1chat"

@@ -29,6 +29,7 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from conversations import exporting
+from conversations.attachments import by_message
 from conversations.models import Conversation, Message
 from conversations.turns.threads import Tree
 
@@ -85,6 +86,11 @@ def _pages(user: Any, last_id: int) -> Iterator[list[tuple[Conversation, Tree]]]
         del page, grouped
 
 
+def _files(page: list[tuple[Conversation, Tree]]) -> exporting.Files:
+    """The attached files of a page's messages: one query a page."""
+    return by_message([pk for _c, tree in page for pk in tree.by_id], with_data=True)
+
+
 def member_name(conversation: Conversation, extension: str) -> str:
     day = conversation.created_at.date().isoformat()
     stem = exporting.file_stem(conversation.title, fallback="conversation", limit=60)
@@ -115,8 +121,9 @@ def zip_chunks(user: Any) -> Iterator[bytes]:
             )
             first = True
             for page in _pages(user, last_id):
+                files = _files(page)
                 for conversation, tree in page:
-                    document = exporting.conversation_document(conversation, tree)
+                    document = exporting.conversation_document(conversation, tree, files=files)
                     text = json.dumps(document, ensure_ascii=False)
                     member.write((("" if first else ",\n") + text).encode())
                     first = False
@@ -124,15 +131,16 @@ def zip_chunks(user: Any) -> Iterator[bytes]:
                         yield sink.take()
             member.write(b"\n]}\n")
         for page in _pages(user, last_id):
+            files = _files(page)
             for conversation, tree in page:
-                document = exporting.conversation_document(conversation, tree)
+                document = exporting.conversation_document(conversation, tree, files=files)
                 archive.writestr(
                     f"{root}/json/{member_name(conversation, 'json')}",
                     json.dumps(document, ensure_ascii=False, indent=2),
                 )
                 archive.writestr(
                     f"{root}/markdown/{member_name(conversation, 'md')}",
-                    exporting.conversation_markdown(conversation, tree),
+                    exporting.conversation_markdown(conversation, tree, files=files),
                 )
                 if sink.size >= CHUNK:
                     yield sink.take()

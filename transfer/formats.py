@@ -37,6 +37,7 @@ r1chat: the JSON of conversations.exporting, one conversation or ``{"conversatio
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import html
 import re
@@ -72,6 +73,8 @@ class Msg:
     model: str = ""
     # Further Message fields (r1chat's own export: status, usage, timings…).
     fields: dict[str, Any] = field(default_factory=dict)
+    # A question's files (r1chat's own export): conversations.exporting.attachment_document.
+    attachments: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -166,7 +169,8 @@ def _check_limits(conv: Conv) -> None:
         )
     max_chars = settings.R1CHAT_IMPORT_MAX_MESSAGE_CHARS
     for message in conv.messages:
-        if len(message.content) + len(message.reasoning) > max_chars:
+        files = sum(len(f["text"]) + len(f["data"]) for f in message.attachments)
+        if len(message.content) + len(message.reasoning) + files > max_chars:
             raise Unreadable(
                 _("A message is longer than %(limit)d characters.") % {"limit": max_chars}
             )
@@ -604,6 +608,44 @@ _R1CHAT_FIELDS = {
 }
 
 
+_FILE_KINDS = {"text", "pdf", "image"}
+
+
+def _r1chat_files(listed: Any) -> list[dict[str, Any]]:
+    """A message's files as exporting.attachment_document wrote them, checked."""
+    if listed is None:
+        return []
+    if not isinstance(listed, list):
+        raise Unreadable(_("A message's attached files are not a list."))
+    files = []
+    for item in listed:
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("name"), str)
+            or item.get("kind") not in _FILE_KINDS
+            or not isinstance(item.get("text", ""), str)
+            or not isinstance(item.get("data", ""), str)
+        ):
+            raise Unreadable(_("An attached file has no name, a wrong kind or no text."))
+        try:
+            data = base64.b64decode(item.get("data", ""), validate=True)
+        except ValueError as error:
+            raise Unreadable(_("An attached image's data is not base64.")) from error
+        pages, size = item.get("pages"), item.get("size")
+        files.append(
+            {
+                "name": item["name"][:255],
+                "kind": item["kind"],
+                "content_type": _text(item.get("content_type"))[:100],
+                "size": size if isinstance(size, int) and size >= 0 else len(data),
+                "pages": pages if isinstance(pages, int) and pages >= 0 else None,
+                "text": item.get("text", ""),
+                "data": data if item["kind"] == "image" else b"",
+            }
+        )
+    return files
+
+
 def read_r1chat(raw: dict[str, Any]) -> Conv:
     listed = raw.get("messages")
     if not isinstance(listed, list):
@@ -633,6 +675,7 @@ def read_r1chat(raw: dict[str, Any]) -> Conv:
         for name in exporting.TIMESTAMPS:
             if item.get(name):
                 msg.fields[name] = moment(item[name])
+        msg.attachments = _r1chat_files(item.get("attachments"))
         messages[key] = msg
         order.append(key)
     current = raw.get("current_leaf")

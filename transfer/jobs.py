@@ -21,7 +21,7 @@ from django.db.models import F
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from conversations.models import Conversation, Message
+from conversations.models import Attachment, Conversation, Message
 from conversations.rendering import render_markdown
 
 from . import formats, reading
@@ -283,6 +283,13 @@ def import_conversation(job: ImportJob, conv: Conv) -> int:
             linked.append(row)
     if linked:
         Message.objects.bulk_update(linked, ["parent"], batch_size=500)
+    files = [
+        Attachment(owner=owner, message=row, position=position, **attached)
+        for msg, row in zip(conv.messages, rows, strict=True)
+        for position, attached in enumerate(msg.attachments)
+    ]
+    if files:
+        Attachment.objects.bulk_create(files, batch_size=200)
     leaf = by_key.get(conv.current) if conv.current else None
     if leaf is not None:
         conversation.current_leaf = leaf
