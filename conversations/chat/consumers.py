@@ -27,7 +27,7 @@ SNAPSHOT_TIMEOUT = 2.0
 # Channel-layer frames sent to the socket as they are.
 RELAYED = frozenset(
     {"message.created", "thread", "conversation.created", "conversation.updated",
-     "conversation.deleted"}
+     "conversation.deleted", "generation.continued"}
 )  # fmt: skip
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_REVOKED = 4403
@@ -253,6 +253,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def do_switch(self, message: Any) -> None:
         await actions.switch_version(self.user, message)
 
+    async def do_continue(self, message: Any) -> None:
+        await actions.continue_generation(self.user, message)
+
     # --- channel-layer handlers -----------------------------------------------------------
 
     async def generation_delta(self, event: dict[str, Any]) -> None:
@@ -325,6 +328,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     conversation_created = forward
     conversation_updated = forward
     conversation_deleted = forward
+    generation_continued = forward
 
     async def generation_stop(self, event: dict[str, Any]) -> None:
         pass  # meant for runners
