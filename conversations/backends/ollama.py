@@ -248,7 +248,9 @@ class OllamaBackend(HTTPBackend):
         """One try: send the question, read the answer up to its done line, then the
         terminal events."""
         body = await self.build_body(request)
-        asm = ChannelAssembler(request.model in self.config.assume_open_think)
+        asm = ChannelAssembler(
+            request.model in self.config.assume_open_think, request.continue_answer
+        )
         async with self._exchange("POST", CHAT_PATH, body, deadline) as reader:
             done: dict[str, Any] = {}
             async for line in _lines(reader, self.config.api_key):

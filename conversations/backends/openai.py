@@ -165,8 +165,8 @@ class _ChunkState:
 
     __slots__ = ("api_key", "asm", "done", "finish", "usage")
 
-    def __init__(self, assume_open: bool, api_key: str) -> None:
-        self.asm = ChannelAssembler(assume_open)
+    def __init__(self, assume_open: bool, api_key: str, answer_only: bool = False) -> None:
+        self.asm = ChannelAssembler(assume_open, answer_only)
         self.finish: str | None = None
         self.usage: dict[str, Any] | None = None
         self.api_key = api_key
@@ -283,7 +283,11 @@ class OpenAIBackend(HTTPBackend):
 
     async def _attempt(self, request: ChatRequest, deadline: float) -> AsyncIterator[Event]:
         """One try: send the question, read the answer, then the terminal events."""
-        state = _ChunkState(request.model in self.config.assume_open_think, self.config.api_key)
+        state = _ChunkState(
+            request.model in self.config.assume_open_think,
+            self.config.api_key,
+            request.continue_answer,
+        )
         path, prefix = CHAT_PATH, False
         if request.continue_answer and is_deepseek_host(self.base_url):
             parts = urlsplit(self.base_url)

@@ -476,8 +476,7 @@ async def continue_generation(user: Any, message_uuid: uuid.UUID) -> GenerationR
     await _throttle(user)
     await _check_quota(user)
     conversation, tree = await sync_to_async(_load_for_turn)(user, message.conversation.uuid)
-    message = tree.by_id[message.pk]
-    message.conversation = conversation
+    message.conversation = conversation  # (every field loaded: the tree's rows are partial)
     history = await sync_to_async(_reopen)(message, tree)
     chosen = {"model": message.model}
     if message.backend_id:

@@ -18,6 +18,9 @@ export class ModelPicker {
     this.list = root.querySelector(".picker-list");
     this.empty = root.querySelector(".picker-empty");
     this.entries = []; // { backend, model, el } in display order
+    // The models as `options`, as the <select> it replaces had them (scripts and tests that
+    // wait for the list read its length).
+    Object.defineProperty(root, "options", { get: () => this.list.querySelectorAll('[role="option"]') });
     this.chosen = null;
     this.active = null;
     this.button.addEventListener("click", () => (this.isOpen ? this.close() : this.open()));
