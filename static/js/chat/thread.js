@@ -327,6 +327,9 @@ export class Thread extends EventTarget {
     else if (target.matches(".act-regenerate, .retry-btn")) {
       if (this.generating) toast(t("stop"));
       else this.regenerate(el);
+    } else if (target.matches(".continue-btn")) {
+      if (this.generating) toast(t("stop"));
+      else this.continueAnswer(el);
     } else if (target.matches(".act-edit")) this.startEdit(el);
     else if (target.matches(".act-rate")) this.feedback.click(el, target);
     else if (target.matches(".version-prev")) this.switchTo(versionTarget(el, -1));
