@@ -641,6 +641,7 @@ def api_settings(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"error": "invalid", "detail": _("Send a JSON object.")}, status=400)
     except protocol.ClientError as exc:
         return JsonResponse({"error": exc.code, "detail": exc.detail}, status=400)
+    cleaned.pop("preset", None)  # (a conversation's, not a default)
     user = request.user
     if not hasattr(user, "chat_defaults"):
         return JsonResponse({"saved": False, "settings": cleaned})
