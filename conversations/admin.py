@@ -48,7 +48,7 @@ from review.models import AdminAudit, Feedback, ReviewAudit
 from .backends.base import BackendConfig, Health
 from .backends.ollama import OllamaBackend
 from .backends.openai import OpenAIBackend
-from .models import Backend, Conversation, Message
+from .models import Backend, Conversation, Message, ModelCapability
 from .turns import catalog
 
 logger = logging.getLogger(__name__)
@@ -239,9 +239,22 @@ def _health_line(name: str, result: dict[str, Any]) -> str:
     return line
 
 
+class ModelCapabilityInline(admin.TabularInline):
+    """What the backend's models were seen doing (a model that streamed reasoning thinks);
+    an administrator may correct or delete a row, and the picker follows."""
+
+    model = ModelCapability
+    extra = 0
+    fields = ("model", "thinking", "learned_at")
+    readonly_fields = ("learned_at",)
+    verbose_name = gettext_lazy("model seen thinking")
+    verbose_name_plural = gettext_lazy("models seen thinking")
+
+
 @admin.register(Backend)
 class BackendAdmin(ProjectAdmin, admin.ModelAdmin):
     form = BackendForm
+    inlines = [ModelCapabilityInline]
     list_display = (
         "name",
         "kind",

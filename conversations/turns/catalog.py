@@ -259,6 +259,17 @@ def forget_learned() -> None:
     _learned = None
 
 
+def learned_changed(**kwargs: Any) -> None:
+    """Signal receiver: a ModelCapability row was saved or deleted (the runner, the admin)."""
+    instance = kwargs.get("instance")
+    if kwargs.get("signal") is not None and instance is not None and _learned is not None:
+        key = (instance.backend_id, instance.model)
+        if kwargs.get("created") is None:  # deleted
+            _learned[1].pop(key, None)
+        else:
+            _learned[1][key] = instance.thinking
+
+
 async def picker(user: Any = None) -> list[dict[str, Any]]:
     """Every enabled backend with its models, for the model picker (no secrets). A reason a
     backend offers no model is in the language of the request."""

@@ -91,6 +91,9 @@ def test_the_picker_filters_by_typing_and_the_keyboard_chooses(signed_in, live_s
     assert badge.locator(".picker-badge").inner_text() == "Thinks"
     screenshot(page, "think-picker-light")
 
+    page.emulate_media(color_scheme="dark")
+    screenshot(page, "think-picker-dark")
+    page.emulate_media(color_scheme="light")
     page.keyboard.type("v4")
     assert options.count() == 2
     page.keyboard.type(" pro")
@@ -172,6 +175,8 @@ def test_continue_generating_goes_on_in_the_same_message(signed_in, live_server_
     page.reload()
     page.wait_for_selector(".msg-assistant[data-status=complete]")
     assert page.locator(".msg-assistant .answer").inner_text() == longer
+    page.emulate_media(color_scheme="dark")
+    screenshot(page, "think-continued-dark")
     assert watch.errors == [] and watch.dialogs == []
 
 
@@ -192,6 +197,9 @@ def test_a_preset_is_saved_chosen_and_remembered_by_the_chat(signed_in, live_ser
     assert preset.settings["model"] == "deepseek-v4-pro"
     assert preset.settings["system_prompt"] == "Answer in haiku."
     screenshot(page, "think-presets-light")
+    page.emulate_media(color_scheme="dark")
+    screenshot(page, "think-presets-dark")
+    page.emulate_media(color_scheme="light")
 
     # Other settings, then the preset again: its model and prompt come back.
     page.fill("#set-system-prompt", "")
