@@ -239,22 +239,20 @@ def _health_line(name: str, result: dict[str, Any]) -> str:
     return line
 
 
-class ModelCapabilityInline(admin.TabularInline):
-    """What the backend's models were seen doing (a model that streamed reasoning thinks);
-    an administrator may correct or delete a row, and the picker follows."""
+@admin.register(ModelCapability)
+class ModelCapabilityAdmin(ProjectAdmin, admin.ModelAdmin):
+    """What the backends' models were seen doing (a model that streamed reasoning thinks); an
+    administrator may correct or delete a row, and the picker follows."""
 
-    model = ModelCapability
-    extra = 0
-    fields = ("model", "thinking", "learned_at")
+    list_display = ("model", "backend", "thinking", "learned_at")
+    list_filter = ("backend", "thinking")
+    search_fields = ("model",)
     readonly_fields = ("learned_at",)
-    verbose_name = gettext_lazy("model seen thinking")
-    verbose_name_plural = gettext_lazy("models seen thinking")
 
 
 @admin.register(Backend)
 class BackendAdmin(ProjectAdmin, admin.ModelAdmin):
     form = BackendForm
-    inlines = [ModelCapabilityInline]
     list_display = (
         "name",
         "kind",
