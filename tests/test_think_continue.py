@@ -136,3 +136,24 @@ async def test_a_continue_frame_needs_a_message_id(alice):
     await tab.send({"type": "continue", "message": 7})
     assert (await tab.until("error"))["code"] == "invalid"
     await tab.close()
+
+
+def test_deepseek_gets_the_answer_so_far_as_a_prefix_on_its_beta_endpoint():
+    from conversations.backends.base import ChatRequest
+    from conversations.backends.openai import build_body, is_deepseek_host
+
+    request = ChatRequest(
+        model="deepseek-v4-flash",
+        messages=[{"role": "user", "content": "Q"}, {"role": "assistant", "content": "The st"}],
+        deep_think=False,
+        continue_answer=True,
+    )
+    body = build_body(request, prefix=True)
+    assert body["messages"][-1] == {"role": "assistant", "content": "The st", "prefix": True}
+    assert body["thinking"] == {"type": "disabled"}
+    # Other servers get the trailing assistant message as it is (they continue it).
+    assert "prefix" not in build_body(request)["messages"][-1]
+    assert is_deepseek_host("https://api.deepseek.com")
+    assert is_deepseek_host("https://api.deepseek.com/v1")
+    assert not is_deepseek_host("https://deepseek.com.example.org")
+    assert not is_deepseek_host("http://127.0.0.1:8000")
