@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 
 import r1chat.asgi  # noqa: F401  (Django's logging set up before any test, as elsewhere)
 from conversations.models import Message
-from conversations.simulator import DEFAULT_SCRIPT
+from conversations.simulator import DEFAULT_SCRIPT, Scenario
 from tests.chat_support import (  # noqa: F401 (autouse fixtures: they apply to this module)
     Tab,
     fresh_layer_and_clients,
@@ -157,3 +157,36 @@ def test_deepseek_gets_the_answer_so_far_as_a_prefix_on_its_beta_endpoint():
     assert is_deepseek_host("https://api.deepseek.com/v1")
     assert not is_deepseek_host("https://deepseek.com.example.org")
     assert not is_deepseek_host("http://127.0.0.1:8000")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_ollama_thinking_model_continues_its_answer_without_thinking_again(sim):
+    from django.test import override_settings
+
+    sim.scenario = Scenario(profile="ollama-modern")
+    user = await sync_to_async(make_user)("alice")
+    backend = await sync_to_async(make_backend)(sim.base_url, kind="ollama")
+    tab = await Tab.open(user)
+    with override_settings(R1CHAT_REASONING_ALLOWANCE=100):
+        await tab.send({"type": "send", "conversation": None, "content": "Q",
+                        "client_id": uuid.uuid4().hex,
+                        "settings": {"backend": backend.pk, "model": "deepseek-r1:sim",
+                                     "deep_think": True, "max_tokens": 30}})  # fmt: skip
+        await tab.until("message.created")
+        reply = (await tab.until("message.created"))["message"]
+        done = await tab.until("generation.done", message=reply["id"], timeout=15)
+        assert done["finish_reason"] == "length" and not done["reasoning_unterminated"]
+        cut = await Message.objects.aget(uuid=reply["id"])
+        await tab.send({"type": "continue", "message": reply["id"]})
+        await tab.until("generation.done", message=reply["id"], timeout=15)
+    body = [
+        r.body for r in sim.requests
+        if r.path == "/api/chat" and r.body["messages"][-1]["role"] == "assistant"
+    ][-1]  # fmt: skip
+    assert body["think"] is False  # the reasoning is done: the answer goes on
+    assert body["messages"][-1] == {"role": "assistant", "content": cut.content}
+    assert body["options"]["num_predict"] == 30
+    whole = await Message.objects.aget(uuid=reply["id"])
+    assert whole.reasoning == cut.reasoning  # the thought is kept as it was
+    assert whole.content.startswith(cut.content) and len(whole.content) > len(cut.content)
+    await tab.close()
