@@ -146,10 +146,11 @@ def ensure_env_backends() -> list[Backend]:
 
 
 def forget(backend_id: int | None = None) -> None:
-    global _backends
+    global _backends, _learned
     _backends = None
     if backend_id is None:
         _model_cache.clear()
+        _learned = None
     else:
         _model_cache.pop(backend_id, None)
 
