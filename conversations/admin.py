@@ -49,7 +49,7 @@ from sharing.admin import SharedColumnMixin, SharedFilter
 from .backends.base import BackendConfig, Health
 from .backends.ollama import OllamaBackend
 from .backends.openai import OpenAIBackend
-from .models import Backend, Conversation, Message
+from .models import Backend, Conversation, Message, ModelCapability
 from .turns import catalog
 
 logger = logging.getLogger(__name__)
@@ -248,6 +248,17 @@ def _health_line(name: str, result: dict[str, Any]) -> str:
     if result.get("error"):
         line += " — " + _("last error: %(error)s") % {"error": result["error"]}
     return line
+
+
+@admin.register(ModelCapability)
+class ModelCapabilityAdmin(ProjectAdmin, admin.ModelAdmin):
+    """What the backends' models were seen doing (a model that streamed reasoning thinks); an
+    administrator may correct or delete a row, and the picker follows."""
+
+    list_display = ("model", "backend", "thinking", "learned_at")
+    list_filter = ("backend", "thinking")
+    search_fields = ("model",)
+    readonly_fields = ("learned_at",)
 
 
 @admin.register(Backend)

@@ -9,13 +9,17 @@ class ConversationsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
-        from .models import Backend
+        from .models import Backend, ModelCapability
         from .turns import catalog
 
         post_save.connect(catalog.backends_changed, sender=Backend, dispatch_uid="backends-saved")
         post_delete.connect(
             catalog.backends_changed, sender=Backend, dispatch_uid="backends-deleted"
         )
+        for signal in (post_save, post_delete):
+            signal.connect(
+                catalog.learned_changed, sender=ModelCapability, dispatch_uid=f"learned-{signal}"
+            )
         from review.models import UserQuota
 
         from .turns.actions import quota_changed

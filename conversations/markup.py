@@ -139,6 +139,8 @@ def _message(m: dict[str, Any], t: dict[str, str]) -> str:
         f'    <div class="typing" aria-hidden="true"{_hidden(m["typing"])}>'
         "<span></span><span></span><span></span></div>\n"
         f'    <p class="msg-notice"{_hidden(m["notice"])}>{_e(m["notice"])}</p>\n'
+        f'    <button type="button" class="btn continue-btn"{_hidden(m.get("can_continue"))}>'
+        f"{_icon('chevron', 14)}<span>{t['continue']}</span></button>\n"
         f'    <div class="msg-error" role="alert"{_hidden(m["error"])}>{_icon("alert", 18)}'
         f'<span class="msg-error-text">{_e(error.get("message"))}</span>'
         f'<button type="button" class="retry-btn"{_hidden(error.get("retryable"))}>'

@@ -292,3 +292,63 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ModelCapability(models.Model):
+    """What a backend's model was seen doing: a model that streamed reasoning thinks, whatever
+    its name or the server's metadata said (a GGUF import whose template passes `<think>`
+    through, an OpenAI-compatible server that lists no abilities). The catalog lays this over
+    its first guess (turns/catalog.py)."""
+
+    class Thinking(models.TextChoices):
+        ALWAYS = "always", _("always thinks")
+        ON_OFF = "on_off", _("thinks when asked")
+        NEVER = "never", _("does not think")
+
+    backend = models.ForeignKey(
+        Backend, on_delete=models.CASCADE, related_name="capabilities", verbose_name=_("backend")
+    )
+    model = CleanCharField(_("model"), max_length=200)
+    thinking = models.CharField(_("thinking"), max_length=10, choices=Thinking.choices)
+    learned_at = models.DateTimeField(_("learned"), default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["backend", "model"], name="unique_capability_per_model")
+        ]
+        verbose_name = _("model capability")
+        verbose_name_plural = _("model capabilities")
+
+    def __str__(self) -> str:
+        return f"{self.backend_id}:{self.model} {self.thinking}"
+
+
+class ChatPreset(models.Model):
+    """A user's named set of chat settings: model, temperature, maximum length, Deep Think and
+    an optional system prompt. A conversation remembers the preset it was last used with."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        on_delete=models.CASCADE,
+        related_name="chat_presets",
+    )
+    name = CleanCharField(_("name"), max_length=80)
+    # The same keys as a `settings` object of the chat socket (chat/protocol.clean_settings).
+    settings = CleanJSONField(_("settings"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="unique_preset_name_per_owner")
+        ]
+        verbose_name = _("chat preset")
+        verbose_name_plural = _("chat presets")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.pk, "name": self.name, "settings": dict(self.settings or {})}

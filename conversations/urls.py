@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import attachment_views, views
+from . import attachment_views, presets, views
 
 urlpatterns = [
     # /
@@ -47,4 +47,7 @@ urlpatterns = [
     path("api/models", views.api_models, name="api-models"),
     path("api/settings", views.api_settings, name="api-settings"),
     path("api/theme", views.api_theme, name="api-theme"),
+    path("api/presets", presets.preset_list, name="api-presets"),
+    path("api/presets/<int:preset_id>", presets.preset_update, name="api-preset"),
+    path("api/presets/<int:preset_id>/delete", presets.preset_delete, name="api-preset-delete"),
 ]

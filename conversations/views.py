@@ -240,12 +240,20 @@ def _labels() -> dict[str, str]:
         "options": _("Options"),
         "good": _("Good answer"),
         "bad": _("Bad answer"),
+        "continue": _("Continue generating"),
     }
 
 
-def _for_template(message: dict[str, Any]) -> dict[str, Any]:
+def reasoning_expanded(user: Any) -> bool:
+    """Whether the user keeps the reasoning open (the default, as DeepSeek does) or folded:
+    one click on a reasoning header saves the choice (`api_settings`), for every device."""
+    defaults = getattr(user, "chat_defaults", None)
+    return not (isinstance(defaults, dict) and defaults.get("reasoning_expanded") is False)
+
+
+def _for_template(message: dict[str, Any], expanded: bool = True) -> dict[str, Any]:
     """A serialised message with what its markup (`markup.message_html`) shows besides the
-    text."""
+    text; `expanded`: the reasoning is shown open (while it streams and after)."""
     versions = message["versions"]
     message["versions_json"] = json.dumps(versions["ids"])
     message["versions_label"] = f"{versions['index']} / {versions['count']}"
@@ -267,7 +275,13 @@ def _for_template(message: dict[str, Any]) -> dict[str, Any]:
     message["show_thinking"] = bool(message.get("reasoning")) or (
         streaming and message.get("deep_think")
     )
-    message["thinking_open"] = streaming and not message.get("content")
+    message["thinking_open"] = expanded
+    message["can_continue"] = (
+        message["status"] == Message.Status.COMPLETE
+        and message.get("finish_reason") == "length"
+        and not message.get("reasoning_unterminated")
+        and bool(message.get("content"))
+    )
     message["typing"] = streaming and not message.get("content") and not message["show_thinking"]
     message["thinking_label"] = (
         _("Thinking…") if streaming else _thinking_label(timings.get("thought_seconds"))
@@ -276,7 +290,7 @@ def _for_template(message: dict[str, Any]) -> dict[str, Any]:
     return message
 
 
-def _blank(role: str) -> dict[str, Any]:
+def _blank(role: str, expanded: bool = True) -> dict[str, Any]:
     return _for_template(
         {
             "id": "",
@@ -286,7 +300,8 @@ def _blank(role: str) -> dict[str, Any]:
             "deep_think": True,
             "versions": {"index": 1, "count": 1, "ids": []},
             "timings": {},
-        }
+        },
+        expanded,
     )
 
 
@@ -350,6 +365,30 @@ def js_strings() -> dict[str, str]:
         "feedback_thanks": _("Thanks for your feedback."),
         "feedback_failed": _("Could not save your feedback. Try again."),
         **attachments.page_strings(),
+        **_think_strings(),
+    }
+
+
+def _think_strings() -> dict[str, str]:
+    """The strings of the model picker, the presets and the length setting."""
+    return {
+        "picker_search": _("Search models"),
+        "picker_none": _("No model matches."),
+        "picker_thinks": _("Thinks"),
+        "picker_thinks_hint": _("A reasoning model: it thinks before it answers."),
+        "picker_unavailable": _("Unavailable: %(reason)s"),
+        "max_tokens_plain": _("The most tokens the answer may have."),
+        "max_tokens_reasoning": _(
+            "The most tokens the answer may have. This model's limit also counts its "
+            "reasoning, so r1chat asks for %(extra)s more tokens for it."
+        ),
+        "preset_none": _("No preset"),
+        "preset_name": _("Name of the preset"),
+        "preset_saved": _("Preset saved."),
+        "preset_renamed": _("Preset renamed."),
+        "preset_deleted": _("Preset deleted."),
+        "preset_delete_confirm": _("Delete the preset “%(name)s”?"),
+        "continue": _("Continue generating"),
     }
 
 
@@ -368,10 +407,14 @@ def _thread_with_ratings(
     for message in thread:
         if message["role"] == Message.Role.ASSISTANT:
             message["rating"] = by_uuid.get(message["id"])
-    return [_for_template(m) for m in thread], by_uuid
+    expanded = reasoning_expanded(user)
+    return [_for_template(m, expanded) for m in thread], by_uuid
 
 
 def _chat_context(request: HttpRequest, conversation: Conversation | None) -> dict[str, Any]:
+    from .presets import presets_of
+    from .turns.budget import reasoning_allowance
+
     thread, ratings = _thread_with_ratings(request.user, conversation)
     labels = _labels()
     return {
@@ -379,7 +422,9 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
         "thread": thread,
         "thread_html": thread_html(thread, labels),
         "blank_user": message_html(_blank("user"), labels),
-        "blank_assistant": message_html(_blank("assistant"), labels),
+        "blank_assistant": message_html(
+            _blank("assistant", reasoning_expanded(request.user)), labels
+        ),
         "blank_item": {"id": "", "title": "", "pinned": False, "updated_at": "", "group": ""},
         "chat_strings": js_strings() | keyboard_strings(),
         "t": labels,
@@ -393,6 +438,9 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
             "undo_seconds": settings.R1CHAT_DELETE_UNDO_SECONDS,
             "theme_saved": hasattr(request.user, "theme"),
             "defaults_saved": hasattr(request.user, "chat_defaults"),
+            "reasoning_expanded": reasoning_expanded(request.user),
+            "reasoning_allowance": reasoning_allowance(),
+            "presets": presets_of(request.user),
             "feedback": ratings,
             "attachments": attachments.page_config(),
             "urls": {
@@ -402,6 +450,7 @@ def _chat_context(request: HttpRequest, conversation: Conversation | None) -> di
                 "conversations": reverse("api-conversations"),
                 "settings": reverse("api-settings"),
                 "theme": reverse("api-theme"),
+                "presets": reverse("api-presets"),
                 "conversation": reverse("conversation-detail", args=[uuid.UUID(int=0)]),
                 "feedback": reverse("review:feedback", args=[uuid.UUID(int=0)]),
                 "attachments": reverse("api-attachments"),
@@ -564,7 +613,7 @@ def api_models(request: HttpRequest) -> JsonResponse:
 @require_POST
 @chat_required
 def api_settings(request: HttpRequest) -> JsonResponse:
-    """Save the user's default chat settings."""
+    """Save the user's default chat settings (and the reasoning's open or folded state)."""
     try:
         data = json.loads(request.body or b"{}")
         cleaned = protocol.clean_settings(data)
@@ -572,6 +621,7 @@ def api_settings(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"error": "invalid", "detail": _("Send a JSON object.")}, status=400)
     except protocol.ClientError as exc:
         return JsonResponse({"error": exc.code, "detail": exc.detail}, status=400)
+    cleaned.pop("preset", None)  # (a conversation's, not a default)
     user = request.user
     if not hasattr(user, "chat_defaults"):
         return JsonResponse({"saved": False, "settings": cleaned})

@@ -408,11 +408,16 @@ LOGGING = {
 
 # --- Model backends -------------------------------------------------------------------------
 # Read on first start to create the Backend rows; managed in the admin afterwards.
-OLLAMA_BASE_URL = os.environ.get("OLLAMA_BASE_URL", "http://127.0.0.1:11434")
+# Unset: an Ollama is used only if one answers at OLLAMA_PROBE_URL (turns/catalog.py).
+OLLAMA_BASE_URL = os.environ.get("OLLAMA_BASE_URL", "")
+OLLAMA_PROBE_URL = "http://127.0.0.1:11434"
 DEEPSEEK_API_KEY = os.environ.get("DEEPSEEK_API_KEY", "")
 DEEPSEEK_BASE_URL = os.environ.get("DEEPSEEK_BASE_URL", "https://api.deepseek.com")
 R1CHAT_OPENAI_BASE_URL = os.environ.get("R1CHAT_OPENAI_BASE_URL", "")
 R1CHAT_OPENAI_API_KEY = os.environ.get("R1CHAT_OPENAI_API_KEY", "")
+# Tokens asked for beyond the answer's maximum length where a model's limit counts its
+# reasoning too (turns/budget.py).
+R1CHAT_REASONING_ALLOWANCE = int(os.environ.get("R1CHAT_REASONING_ALLOWANCE", "8192"))
 # Start the bundled model simulator when no real backend answers (the offline demo).
 R1CHAT_SIMULATOR = os.environ.get("R1CHAT_SIMULATOR", "auto")  # auto | on | off
 

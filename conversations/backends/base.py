@@ -115,6 +115,10 @@ class ChatRequest:
     enhanced_reasoning: bool = True  # highest effort level where the model offers levels
     temperature: float | None = None
     max_tokens: int | None = None
+    # The last message is the assistant's answer so far, cut off at the length limit: the
+    # model continues it ("Continue generating"). DeepSeek marks it `prefix: true` on its beta
+    # endpoint; other servers continue a trailing assistant message or answer after it.
+    continue_answer: bool = False
 
 
 @dataclass(slots=True)

@@ -42,6 +42,8 @@ DEFAULT_NUM_CTX = 8192
 LEVEL_FAMILIES = ("gpt-oss", "qwen3")
 # How long the server version is trusted before asking again (upgrades are rare).
 VERSION_TTL = 300.0
+# Context kept for the prompt beyond `num_predict` when the context is sized for a request.
+PROMPT_ROOM = 4096
 MAX_LEVEL_SINCE = (0, 21, 3)  # `think: "max"` exists from this version on
 CHAT_PATH = "/api/chat"
 
@@ -117,6 +119,15 @@ def _parse_line(line: bytes, eof: bool, api_key: str) -> dict[str, Any]:
     return obj
 
 
+def _context_length(show: dict[str, Any]) -> int | None:
+    model_info = show.get("model_info")
+    if isinstance(model_info, dict):
+        for key, value in model_info.items():
+            if key.endswith(".context_length") and isinstance(value, int) and value > 0:
+                return value
+    return None
+
+
 def _message_events(line: dict[str, Any], asm: ChannelAssembler) -> list[Reasoning | Answer]:
     """The text of one line: thinking first, as a transition line can carry both."""
     message = line.get("message")
@@ -173,6 +184,14 @@ class OllamaBackend(HTTPBackend):
                 raise
             return None
 
+    async def context_length(self, model: str) -> int | None:
+        """The model's context length from /api/show's `model_info`, when it reports one."""
+        try:
+            _caps, show = await self._model_show(model)
+        except BackendError:
+            return None
+        return _context_length(show)
+
     async def server_version(self) -> str | None:
         now = time.monotonic()
         if self._version is not None and now - self._version[0] < VERSION_TTL:
@@ -190,8 +209,8 @@ class OllamaBackend(HTTPBackend):
         caps = await self.capabilities(request.model)
         if caps is None or "thinking" not in caps:
             return None  # a non-thinking model, or one whose abilities are unknown
-        if not request.deep_think:
-            return False
+        if not request.deep_think or request.continue_answer:
+            return False  # (a continuation goes on with the answer: the thinking is done)
         if request.enhanced_reasoning and takes_levels(request.model):
             version = parse_version(await self.server_version())
             if version and version < (0, 11):
@@ -200,7 +219,14 @@ class OllamaBackend(HTTPBackend):
         return True
 
     async def build_body(self, request: ChatRequest) -> dict[str, Any]:
-        options: dict[str, Any] = {"num_ctx": self.num_ctx}
+        num_ctx = self.num_ctx
+        if request.max_tokens is not None:
+            # `num_predict` counts the thinking too (the caller sized it for both): make the
+            # context hold it and a prompt, up to what the model supports.
+            wanted = request.max_tokens + PROMPT_ROOM
+            limit = await self.context_length(request.model)
+            num_ctx = max(num_ctx, min(wanted, limit) if limit else num_ctx)
+        options: dict[str, Any] = {"num_ctx": num_ctx}
         if request.temperature is not None:
             options["temperature"] = request.temperature
         if request.max_tokens is not None:
@@ -226,7 +252,9 @@ class OllamaBackend(HTTPBackend):
         """One try: send the question, read the answer up to its done line, then the
         terminal events."""
         body = await self.build_body(request)
-        asm = ChannelAssembler(request.model in self.config.assume_open_think)
+        asm = ChannelAssembler(
+            request.model in self.config.assume_open_think, request.continue_answer
+        )
         async with self._exchange("POST", CHAT_PATH, body, deadline) as reader:
             done: dict[str, Any] = {}
             async for line in _lines(reader, self.config.api_key):
@@ -284,12 +312,7 @@ class OllamaBackend(HTTPBackend):
                 if parse_version(await self.server_version()) >= MAX_LEVEL_SINCE:
                     info.effort_levels.append("max")
         info.vision = bool(caps and "vision" in caps)
-        model_info = show.get("model_info")
-        if isinstance(model_info, dict):
-            for key, value in model_info.items():
-                if key.endswith(".context_length") and isinstance(value, int):
-                    info.context_length = value
-                    break
+        info.context_length = _context_length(show)
         return info
 
     async def health(self) -> Health:

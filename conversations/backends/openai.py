@@ -43,6 +43,13 @@ FINISH_GRACE = 2.0
 
 LEGACY_PAIR = ("deepseek-reasoner", "deepseek-chat")
 CHAT_PATH = "/chat/completions"
+# DeepSeek's chat prefix completion (beta): the last message is the assistant's with
+# `"prefix": true`, sent to the beta base URL (api-docs.deepseek.com, "Chat Prefix Completion").
+DEEPSEEK_BETA_CHAT_PATH = "/beta/chat/completions"
+# Documented limits of DeepSeek's models (docs/backend-protocols.md §1.3): the legacy pair's
+# context is 128K; deepseek-chat writes at most 8K, deepseek-reasoner 64K reasoning included.
+DEEPSEEK_CONTEXT = 131072
+DEEPSEEK_MAX_OUTPUT = {"deepseek-chat": 8192, "deepseek-reasoner": 65536}
 
 # Finish reasons that mean the same thing under another name on some servers.
 _FINISH_ALIASES = {
@@ -71,12 +78,23 @@ def _with_image_parts(message: dict[str, Any]) -> dict[str, Any]:
     return {**message, "content": parts}
 
 
-def build_body(request: ChatRequest) -> dict[str, Any]:
-    """The JSON body for one chat request, with Deep Think mapped onto the model's controls."""
+def is_deepseek_host(base_url: str) -> bool:
+    host = urlsplit(base_url).hostname or ""
+    return host == "deepseek.com" or host.endswith(".deepseek.com")
+
+
+def build_body(request: ChatRequest, *, prefix: bool = False) -> dict[str, Any]:
+    """The JSON body for one chat request, with Deep Think mapped onto the model's controls.
+
+    `prefix`: a continuation marks the trailing assistant message as a prefix to complete
+    (DeepSeek's beta)."""
     model = request.model
+    messages = [_with_image_parts(m) for m in clean_history(request.messages)]
+    if request.continue_answer and prefix and messages and messages[-1]["role"] == "assistant":
+        messages[-1] = {**messages[-1], "prefix": True}  # type: ignore[dict-item]
     body: dict[str, Any] = {
         "model": model,
-        "messages": [_with_image_parts(m) for m in clean_history(request.messages)],
+        "messages": messages,
         "stream": True,
         "stream_options": {"include_usage": True},
     }
@@ -102,9 +120,12 @@ def infer_model_info(name: str, entry: dict[str, Any] | None = None) -> ModelInf
         info.thinking = "on_off"
         info.effort_levels = ["low", "high", "max"]
         info.ignores_temperature_when_thinking = True
+        info.context_length = DEEPSEEK_CONTEXT  # (V4's own limits are not documented yet)
     elif low in LEGACY_PAIR:
         info.thinking = "on_off"
         info.ignores_temperature_when_thinking = True
+        info.context_length = DEEPSEEK_CONTEXT
+        info.max_output_tokens = DEEPSEEK_MAX_OUTPUT["deepseek-reasoner"]
     elif name_always_thinks(low):
         info.thinking = "always"
     if entry:
@@ -157,8 +178,8 @@ class _ChunkState:
 
     __slots__ = ("api_key", "asm", "done", "finish", "usage")
 
-    def __init__(self, assume_open: bool, api_key: str) -> None:
-        self.asm = ChannelAssembler(assume_open)
+    def __init__(self, assume_open: bool, api_key: str, answer_only: bool = False) -> None:
+        self.asm = ChannelAssembler(assume_open, answer_only)
         self.finish: str | None = None
         self.usage: dict[str, Any] | None = None
         self.api_key = api_key
@@ -275,8 +296,17 @@ class OpenAIBackend(HTTPBackend):
 
     async def _attempt(self, request: ChatRequest, deadline: float) -> AsyncIterator[Event]:
         """One try: send the question, read the answer, then the terminal events."""
-        state = _ChunkState(request.model in self.config.assume_open_think, self.config.api_key)
-        async with self._exchange("POST", CHAT_PATH, build_body(request), deadline) as body:
+        state = _ChunkState(
+            request.model in self.config.assume_open_think,
+            self.config.api_key,
+            request.continue_answer,
+        )
+        path, prefix = CHAT_PATH, False
+        if request.continue_answer and is_deepseek_host(self.base_url):
+            parts = urlsplit(self.base_url)
+            path, prefix = f"{parts.scheme}://{parts.netloc}{DEEPSEEK_BETA_CHAT_PATH}", True
+        payload = build_body(request, prefix=prefix)
+        async with self._exchange("POST", path, payload, deadline) as body:
             if _is_whole_json(body):
                 for event in state.handle(await _read_json(body)):
                     yield event

@@ -337,14 +337,18 @@ class ChannelAssembler:
         "_answer_started",
         "_held_ws",
         "_reasoning_started",
+        "answer_only",
         "answer_seen",
         "fields_seen",
         "reasoning_seen",
         "splitter",
     )
 
-    def __init__(self, assume_open: bool = False) -> None:
+    def __init__(self, assume_open: bool = False, answer_only: bool = False) -> None:
         self.splitter = ThinkSplitter(assume_open)
+        # A continued answer: `content` is answer text as it comes, its leading whitespace
+        # included (it joins the text before it) and its tags literal.
+        self.answer_only = answer_only
         self.fields_seen = False
         self._reasoning_started = False
         self._answer_started = False
@@ -382,6 +386,9 @@ class ChannelAssembler:
         """Text from `content`: inline tags are split unless fields carry the reasoning."""
         if not text:
             return []
+        if self.answer_only:
+            self.answer_seen = self._answer_started = True
+            return [Answer(text)]
         if not self.fields_seen:
             out: list[Reasoning | Answer] = []
             self._note(self.splitter.feed(text), out)

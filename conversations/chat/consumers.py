@@ -27,7 +27,7 @@ SNAPSHOT_TIMEOUT = 2.0
 # Channel-layer frames sent to the socket as they are.
 RELAYED = frozenset(
     {"message.created", "thread", "conversation.created", "conversation.updated",
-     "conversation.deleted", "conversation.generating"}
+     "conversation.deleted", "conversation.generating", "generation.continued"}
 )  # fmt: skip
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_REVOKED = 4403
@@ -254,6 +254,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def do_switch(self, message: Any) -> None:
         await actions.switch_version(self.user, message)
 
+    async def do_continue(self, message: Any) -> None:
+        await actions.continue_generation(self.user, message)
+
     # --- channel-layer handlers -----------------------------------------------------------
 
     async def generation_delta(self, event: dict[str, Any]) -> None:
@@ -327,6 +330,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     conversation_updated = forward
     conversation_deleted = forward
     conversation_generating = forward
+    generation_continued = forward
 
     async def generation_stop(self, event: dict[str, Any]) -> None:
         pass  # meant for runners

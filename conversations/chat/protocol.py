@@ -18,9 +18,19 @@ Client → server
 - ``edit {message, content, settings?}`` — a new version of a user message, answered anew; it
   keeps the files attached to the message it edits.
 - ``switch {message}`` — show this version (a message id) and the thread below it.
+- ``continue {message}`` — "Continue generating": an answer that stopped at the maximum
+  length (``finish_reason`` ``length``, not while thinking) goes on in the same message. The
+  model is sent the thread with the answer so far as the last, assistant, message (DeepSeek:
+  ``prefix: true`` on its beta endpoint); its new text is appended. Anything else is
+  ``invalid``; a conversation already generating is ``busy``.
 
 ``settings``: ``{backend: int, model: str, deep_think: bool, enhanced_reasoning: bool,
-temperature: float 0.1–1.0, max_tokens: int, system_prompt: str}``, every key optional.
+temperature: float 0.1–1.0, max_tokens: int, system_prompt: str, preset: int (0: none),
+reasoning_expanded: bool}``, every key optional. ``max_tokens`` is the answer's maximum
+length: where the server's limit counts the reasoning too, the request adds room for it
+(turns/budget.py). ``preset`` names the user's saved preset the settings came from (the
+conversation remembers it); ``reasoning_expanded`` is a display preference, only saved with
+the user's defaults.
 
 Server → client
 ---------------
@@ -49,6 +59,9 @@ Server → client
   The first delta with ``answer`` marks the end of the reasoning phase. A key that is absent
   means unchanged. The raw ``reasoning`` and ``answer`` text is for bookkeeping (copy,
   lengths): what a tab shows is the HTML.
+- ``generation.continued {conversation, message, seq, ...}`` — a finished answer streams again
+  ("Continue generating"): the fields of ``generation.snapshot`` (its text so far, rendered);
+  live deltas follow from ``seq`` + 1 and end with ``generation.done``.
 - ``generation.done {message, seq, status, usage, timings, html, reasoning_html, finish_reason,
   reasoning_unterminated, error?}`` — the terminal frame: ``status`` is ``complete``,
   ``stopped``, ``error`` or ``interrupted``; ``error`` is ``{code, message, retryable}``.
@@ -186,7 +199,9 @@ def clean_settings(value: Any) -> dict[str, Any]:
             if not isinstance(item, str) or len(item) > 200:
                 raise ClientError("invalid", _("“model” must be a model name."))
             cleaned[key] = item
-        elif key in {"deep_think", "enhanced_reasoning"}:
+        elif key == "preset":  # (0: none)
+            cleaned[key] = _number(item, key, 0, 2**31, integer=True)
+        elif key in {"deep_think", "enhanced_reasoning", "reasoning_expanded"}:
             if not isinstance(item, bool):
                 raise ClientError(
                     "invalid", _("“%(field)s” must be true or false.") % {"field": key}
@@ -237,7 +252,7 @@ def parse_frame(content: Any) -> Frame:
         if files:
             data["attachments"] = files
         return Frame(kind, data)
-    if kind in {"stop", "switch"}:
+    if kind in {"stop", "switch", "continue"}:
         return Frame(kind, {"message": _uuid(content.get("message"), "message")})
     if kind == "regenerate":
         return Frame(

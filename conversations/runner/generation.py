@@ -107,6 +107,16 @@ class Rendered:
         self.render_due = now + min(cost / RENDER_SHARE, RENDER_AT_LEAST_EVERY)
         return text, (append, self.tail_html)
 
+    def prefill(self, text: str) -> None:
+        """Start from text already shown and stored (a continued answer): the tabs have its
+        rendering, so the next frame carries only what follows."""
+        if not text:
+            return
+        self.parts.append(text)
+        self.size += len(text)
+        self.renderer.feed(text)
+        _append, self.tail_html = self.renderer.render()
+
     def wait(self) -> float | None:
         """Seconds until the text taken but not rendered yet is due; None if there is none."""
         if not self.unrendered:
@@ -154,6 +164,8 @@ class GenerationRunner:
         request: ChatRequest | None,
         error_code: str | None = None,
         on_complete: Any = None,
+        thinking_guess: str | None = None,
+        continuing: bool = False,
     ) -> None:
         self.message = message
         self.message_id = str(message.uuid)
@@ -187,6 +199,27 @@ class GenerationRunner:
         self.changed_since_persist = False
         self.task: asyncio.Task[None] | None = None
         self.control_channel: str | None = None
+        # What the catalog guessed about the model's thinking: the reply may teach otherwise.
+        self.thinking_guess = thinking_guess
+        self.streamed_reasoning = False
+        # A continued answer (Continue generating): the same message, its text so far kept,
+        # the new text appended; its usage adds up.
+        self.continuing = continuing
+        self.usage_before: dict[str, Any] = {}
+        if continuing:
+            self.answer.prefill(message.content)
+            self.reasoning.prefill(message.reasoning)
+            self.shared = (self.answer.size, self.reasoning.size)
+            self.reasoning_started_at = message.reasoning_started_at
+            self.reasoning_finished_at = message.reasoning_finished_at
+            self.answer_started_at = message.answer_started_at
+            self.phase = "answering"
+            self.usage_before = dict(message.usage or {})
+
+    def continued_frame(self) -> dict[str, Any]:
+        """`generation.continued`: the message streams again, from what it shows now."""
+        return {**self.snapshot(), "type": "generation.continued",
+                "conversation": str(self.conversation.uuid)}  # fmt: skip
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -258,6 +291,7 @@ class GenerationRunner:
         try:
             async for event in stream:
                 if isinstance(event, Reasoning):
+                    self.streamed_reasoning = self.streamed_reasoning or bool(event.text.strip())
                     self._reasoning(clean_text(event.text))
                 elif isinstance(event, Answer):
                     self._answer(clean_text(event.text))
@@ -302,6 +336,8 @@ class GenerationRunner:
                 logger.warning("could not send the last delta of %s", self.message_id)
             html = self.answer.finish()
             reasoning_html = self.reasoning.finish()
+            if self.continuing:
+                self.usage = _added_usage(self.usage_before, self.usage)
             finished_at = _now()
             if self.reasoning_started_at and not self.reasoning_finished_at:
                 self.reasoning_finished_at = finished_at
@@ -349,11 +385,26 @@ class GenerationRunner:
                     await self.layer.group_discard(
                         self.conversation.control_group_name, self.control_channel
                     )
+        await self._learn()
         if self.on_complete is not None and status == Message.Status.COMPLETE:
             try:
                 await self.on_complete(self)
             except Exception:
                 logger.exception("after-generation hook failed for %s", self.message_id)
+
+    async def _learn(self) -> None:
+        """A model that streamed reasoning is a thinking model, whatever was guessed."""
+        if self.backend is None or self.request is None or self.thinking_guess is None:
+            return
+        from ..turns import catalog
+
+        learned = catalog.learned_from_stream(self.thinking_guess, self.streamed_reasoning)
+        if learned is None:
+            return
+        try:
+            await catalog.learn_thinking(self.backend.pk, self.request.model, learned)
+        except Exception:
+            logger.exception("could not remember what %s can do", self.request.model)
 
     # --- frames ---------------------------------------------------------------------------
 
@@ -549,6 +600,17 @@ def _beat(message_uuids: list[Any]) -> None:
             .values_list("pk", flat=True)
         )
         Message.objects.filter(pk__in=ids).update(heartbeat_at=_now())
+
+
+def _added_usage(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The usage of an answer and of its continuation together: every count added."""
+    total = dict(before)
+    for key, value in after.items():
+        if isinstance(value, (int, float)) and isinstance(total.get(key), (int, float)):
+            total[key] = total[key] + value
+        else:
+            total[key] = value
+    return total
 
 
 def _since(start: dt.datetime, moment: dt.datetime | None) -> float | None:

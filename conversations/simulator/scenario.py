@@ -243,6 +243,9 @@ class Scenario:
     transfer: str = "chunked"  # "chunked" (keep-alive) | "close" (body ends with FIN)
     ollama_version: str = "0.12.5"
     ollama_models: dict[str, list[str]] | None = None  # name -> capabilities; None: defaults
+    # Ollama models whose output carries inline <think> tags although /api/show lists no
+    # `thinking` (a GGUF import whose template passes the tags through).
+    inline_think_models: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.profile not in OPENAI_PROFILES | OLLAMA_PROFILES:

@@ -7,6 +7,7 @@ templates: per token the work is one cached JSON string encoding and a few conca
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 import uuid
@@ -293,6 +294,24 @@ def _legacy_history_error(model: str, messages: list[Any]) -> str | None:
     return None
 
 
+def continuation(scenario: Scenario, messages: Any) -> Scenario | None:
+    """A request whose last message is the assistant's (a cut-off answer to continue, e.g.
+    DeepSeek's `prefix: true`): the model goes on with the script's answer after that text,
+    without reasoning. None for an ordinary request."""
+    if not isinstance(messages, list) or not messages:
+        return None
+    last = messages[-1]
+    if not isinstance(last, dict) or last.get("role") != "assistant":
+        return None
+    prefix = last.get("content") if isinstance(last.get("content"), str) else ""
+    text = scenario.answer_text if scenario.answer_text is not None else DEFAULT_SCRIPT.answer
+    full = _join(make_tokens(text, scenario.answer_tokens))
+    rest = full[len(prefix) :] if prefix and full.startswith(prefix) else full
+    return dataclasses.replace(
+        scenario, answer_text=rest, answer_tokens=None, reasoning_text="", reasoning_tokens=None
+    )
+
+
 def prepare_openai(scenario: Scenario, body: Any) -> Chat | Reply:
     profile = profile_for(scenario, "openai")
     if not isinstance(body, dict):
@@ -329,6 +348,8 @@ def prepare_openai(scenario: Scenario, body: Any) -> Chat | Reply:
             profile, 422, message=f"Invalid max_tokens value: {max_tokens!r} (must be >= 1)"
         )
     thinking = _openai_thinking(model, body)
+    if (continued := continuation(scenario, messages)) is not None:
+        scenario, thinking = continued, False
     style = {"raw-tags": "tags", "raw-tags-preopened": "preopened"}.get(profile, "fields")
     stream_options = body.get("stream_options")
     include_usage = isinstance(stream_options, dict) and stream_options.get("include_usage") is True
@@ -380,8 +401,10 @@ def prepare_ollama(scenario: Scenario, body: Any) -> Chat | Reply:
                     400,
                     message=f"registry.ollama.ai/library/{model} does not support thinking",
                 )
+    if (continued := continuation(scenario, body.get("messages"))) is not None:
+        scenario, can_think = continued, False
     if not can_think:
-        style = "plain"
+        style = "tags" if model in scenario.inline_think_models and not continued else "plain"
     elif profile == "ollama-legacy":
         style = "tags"
     elif profile == "ollama-prefilled":

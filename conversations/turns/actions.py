@@ -25,9 +25,9 @@ from .. import attachments as files
 from ..backends.base import ChatRequest
 from ..chat.protocol import ClientError, not_found
 from ..errors import describe_error
-from ..models import Attachment, Conversation, Message
+from ..models import Attachment, ChatPreset, Conversation, Message
 from ..runner.generation import GenerationRunner, stop
-from . import catalog
+from . import budget, catalog
 from .threads import Tree, history_for, serialize_message, serialize_thread
 from .titles import generate_title
 
@@ -237,12 +237,21 @@ async def _resolve_config(
         deep_think = False
     elif info is not None and info.thinking == "always":
         deep_think = True
-    stored = {k: merged[k] for k in (*DEFAULT_SETTINGS, "backend", "model") if k in merged}
+    stored = {
+        k: merged[k] for k in (*DEFAULT_SETTINGS, "backend", "model", "preset") if k in merged
+    }
+    if "preset" in chosen or conversation is None:  # (a send without one leaves it as it was)
+        preset = chosen.get("preset") or None
+        mine = ChatPreset.objects.filter(pk=preset, owner=user)
+        if preset is not None and not await mine.aexists():
+            preset = None  # another user's or a deleted preset: none
+        stored["preset"] = preset
     accepts_images = files.accepts_images(backend, model, info)
     if backend is not None:
         stored.update({"backend": backend.pk, "model": model})
     return {
         "backend": backend,
+        "info": info,
         "backend_id": backend.pk if backend else None,
         "backend_name": backend.name if backend else "",
         "model": model,
@@ -421,7 +430,13 @@ def start_generation(turn: Turn) -> GenerationRunner:
             deep_think=config["deep_think"],
             enhanced_reasoning=config["enhanced_reasoning"],
             temperature=config["temperature"],
-            max_tokens=config["max_tokens"],
+            # The stored maximum is the answer's; the request makes room for the reasoning.
+            max_tokens=budget.request_max_tokens(
+                config["max_tokens"],
+                model=config["model"],
+                info=config.get("info"),
+                thinking=config["deep_think"],
+            ),
         )
     runner = GenerationRunner(
         message=assistant,
@@ -430,7 +445,101 @@ def start_generation(turn: Turn) -> GenerationRunner:
         request=request,
         error_code=None if backend is not None else "no_backend",
         on_complete=_after_generation,
+        thinking_guess=_thinking_guess(config.get("info")),
     )
+    runner.start()
+    return runner
+
+
+def _thinking_guess(info: Any) -> str | None:
+    return getattr(info, "thinking", None)
+
+
+# --- continue generating ------------------------------------------------------------------
+
+
+def _can_continue(message: Message) -> bool:
+    """An answer cut off at the length limit, with some answer text to go on from."""
+    return (
+        message.role == Message.Role.ASSISTANT
+        and message.status == Message.Status.COMPLETE
+        and message.finish_reason == "length"
+        and not message.reasoning_unterminated
+        and bool(message.content)
+    )
+
+
+def _reopen(message: Message, tree: Tree) -> list[Message]:
+    """Mark a cut-off answer as streaming again (with its conversation's row locked, nothing
+    else generating in it); the thread up to its question."""
+    with transaction.atomic():
+        Conversation.objects.select_for_update().filter(pk=message.conversation_id).first()
+        if any(
+            m.status == Message.Status.STREAMING and not m.is_stale
+            for m in Message.objects.filter(conversation_id=message.conversation_id)
+        ):
+            raise ClientError("busy", _("Wait for the answer to finish, or stop it first."))
+        now = timezone.now()
+        reopened = Message.objects.filter(
+            pk=message.pk, status=Message.Status.COMPLETE, finish_reason="length"
+        ).update(status=Message.Status.STREAMING, heartbeat_at=now, finish_reason="")
+        if not reopened:
+            raise ClientError("invalid", _("This answer cannot be continued."))
+        Conversation.objects.filter(pk=message.conversation_id).update(updated_at=now)
+    message.status = Message.Status.STREAMING
+    message.heartbeat_at = now
+    message.finish_reason = ""
+    question = tree.by_id.get(message.parent_id) if message.parent_id else None
+    return tree.path_to(question)
+
+
+async def continue_generation(user: Any, message_uuid: uuid.UUID) -> GenerationRunner:
+    """Continue an answer that stopped at the length limit, in the same message: the model
+    gets the thread with the answer so far as the last (assistant) message and its new text
+    is appended; every tab sees the message stream again."""
+    message = await get_message(user, message_uuid)
+    if not _can_continue(message):
+        raise ClientError("invalid", _("This answer cannot be continued."))
+    _refuse_while_shutting_down()
+    await _throttle(user)
+    await _check_quota(user)
+    conversation, tree = await sync_to_async(_load_for_turn)(user, message.conversation.uuid)
+    message.conversation = conversation  # (every field loaded: the tree's rows are partial)
+    history = await sync_to_async(_reopen)(message, tree)
+    chosen = {"model": message.model}
+    if message.backend_id:
+        chosen["backend"] = message.backend_id
+    config = await _resolve_config(user, conversation, chosen)
+    backend = config["backend"]
+    request = None
+    if backend is not None:
+        thinks_anyway = getattr(config.get("info"), "thinking", None) == "always"
+        request = ChatRequest(
+            model=config["model"],
+            messages=[
+                *history_for(history, config["system_prompt"]),
+                {"role": "assistant", "content": message.content},
+            ],
+            # The reasoning is done: the model goes on with the answer.
+            deep_think=False,
+            enhanced_reasoning=message.enhanced_reasoning,
+            temperature=message.temperature,
+            max_tokens=budget.request_max_tokens(
+                message.max_tokens, model=config["model"], info=config.get("info"),
+                thinking=thinks_anyway,
+            ),
+            continue_answer=True,
+        )  # fmt: skip
+    runner = GenerationRunner(
+        message=message,
+        conversation=conversation,
+        backend=backend,
+        request=request,
+        error_code=None if backend is not None else "no_backend",
+        on_complete=_after_generation,
+        continuing=True,
+    )
+    await _to_conversation(conversation, runner.continued_frame())
     runner.start()
     return runner
 

@@ -31,11 +31,16 @@ def clean_title(text: str) -> str:
 
 
 async def _always_thinks(runner: GenerationRunner) -> bool:
-    from .catalog import backend_models
+    from .catalog import backend_models, learned_thinking, with_learned
 
     assert runner.backend is not None and runner.request is not None
     models, _error = await backend_models(runner.backend)
-    return any(m.name == runner.request.model and m.thinking == "always" for m in models)
+    learned = await learned_thinking()
+    return any(
+        m.name == runner.request.model
+        and with_learned(runner.backend.pk, m, learned).thinking == "always"
+        for m in models
+    )
 
 
 async def generate_title(conversation: Conversation, runner: GenerationRunner) -> bool:

@@ -56,9 +56,10 @@ def _env_configs() -> dict[str, tuple[BackendConfig, str]]:
             ),
             "",
         )
-    if settings.OLLAMA_BASE_URL:
+    ollama_url = settings.OLLAMA_BASE_URL or settings.OLLAMA_PROBE_URL
+    if ollama_url:
         found["ollama"] = (
-            BackendConfig(kind="ollama", base_url=settings.OLLAMA_BASE_URL, name="ollama"),
+            BackendConfig(kind="ollama", base_url=ollama_url, name="ollama"),
             "",
         )
     return found

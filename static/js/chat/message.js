@@ -5,18 +5,21 @@
 import { showFiles } from "./attachments.js";
 import { showRating } from "./feedback.js";
 import { formatNumber, t, thoughtFor } from "./i18n.js";
+import { reasoningPrefs } from "./reasoning.js";
 
 const templates = {
   user: document.getElementById("tpl-user"),
   assistant: document.getElementById("tpl-assistant"),
 };
-const TERMINAL = new Set(["complete", "stopped", "error", "interrupted"]);
 
 /** A new element for a serialised message (threads.serialize_message). */
 export function createMessage(data) {
   const el = templates[data.role === "user" ? "user" : "assistant"].content.firstElementChild.cloneNode(true);
   if (data.role === "user") fillUser(el, data);
-  else fillAssistant(el, data);
+  else {
+    fillAssistant(el, data);
+    part(el, ".thinking").open = reasoningPrefs.expanded;
+  }
   return el;
 }
 
@@ -118,17 +121,22 @@ function setStatus(el, status, data = {}) {
   const thinking = part(el, ".thinking");
   const hasReasoning = Boolean(live.reasoning);
   const hasAnswer = Boolean(live.answer) || Boolean(part(el, ".answer-stable").childElementCount);
+  const wasHidden = thinking.hidden;
   thinking.hidden = !(hasReasoning || (streaming && el.dataset.deepThink === "true" && !hasAnswer));
+  // The reasoning stays as the user keeps it (open by default), while streaming and after.
+  if (wasHidden && !thinking.hidden) thinking.open = reasoningPrefs.expanded;
   part(el, ".typing").hidden = !(streaming && !hasAnswer && thinking.hidden);
   if (streaming) {
-    thinking.open = !hasAnswer;
     startTimer(el);
   } else {
     stopTimer(el);
     const timings = JSON.parse(el.dataset.timings || "{}");
     part(el, ".thinking-label").textContent = thoughtFor(timings.thought_seconds ?? measured(live));
-    if (TERMINAL.has(status) && hasAnswer) thinking.open = false;
   }
+  // "Continue generating": a finished answer cut off at the maximum length (not mid-thought).
+  part(el, ".continue-btn").hidden = !(
+    status === "complete" && data.finish_reason === "length" && !data.reasoning_unterminated && hasAnswer
+  );
   const notice = streaming ? "" : noticeFor(status, data);
   part(el, ".msg-notice").textContent = notice;
   part(el, ".msg-notice").hidden = !notice;
@@ -230,7 +238,7 @@ export function applyDelta(el, frame) {
     const thinking = part(el, ".thinking");
     if (thinking.hidden) {
       thinking.hidden = false;
-      thinking.open = true;
+      thinking.open = reasoningPrefs.expanded;
       part(el, ".typing").hidden = true;
     }
   }
@@ -239,8 +247,7 @@ export function applyDelta(el, frame) {
     live.answer += frame.answer;
     if (first) {
       if (live.answerStart == null) live.answerStart = Date.now();
-      const thinking = part(el, ".thinking");
-      thinking.open = false; // the reasoning folds as the answer begins
+      const thinking = part(el, ".thinking"); // (it stays open or folded as it is)
       if (live.reasoning) {
         // "Thought for N seconds" at once, not at the timer's next tick.
         part(el, ".thinking-label").textContent = thoughtFor(measured(live));

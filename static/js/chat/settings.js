@@ -1,10 +1,14 @@
-// The model picker, the Deep Think toggle and the settings panel. The chosen settings travel
-// with every send/regenerate/edit frame (the server stores them on the conversation) and can
-// be saved as the user's defaults.
+// The model picker, the Deep Think toggle, the settings panel and the saved presets. The
+// chosen settings travel with every send/regenerate/edit frame (the server stores them on the
+// conversation, with the preset they came from) and can be saved as the user's defaults.
 import { getJSON, postJSON } from "./api.js";
 import { formatNumber, t } from "./i18n.js";
+import { ModelPicker } from "./picker.js";
+import { Presets } from "./presets.js";
+import { setupReasoning } from "./reasoning.js";
 import { toast } from "./ui.js";
 
+// The slider's top when the backend reports no context length for the model.
 const MAX_TOKENS_UNKNOWN = 32768;
 const MAX_TOKENS_FLOOR = 256;
 
@@ -12,8 +16,13 @@ export class Settings {
   constructor(config) {
     this.config = config;
     this.state = { ...config.settings };
-    this.options = new Map(); // option value → { backend, model }
-    this.picker = document.getElementById("model-picker");
+    this.choice = null; // { backend, model } from /api/models
+    this.backends = [];
+    setupReasoning(config);
+    this.picker = new ModelPicker({
+      root: document.getElementById("model-picker"),
+      onChoose: (choice) => this.chooseModel(choice),
+    });
     this.deepThink = document.getElementById("deep-think");
     this.panel = document.getElementById("settings-panel");
     this.button = document.getElementById("settings-btn");
@@ -23,9 +32,39 @@ export class Settings {
     this.enhanced = document.getElementById("set-enhanced");
     this.systemPrompt = document.getElementById("set-system-prompt");
     this.status = document.getElementById("settings-status");
+    this.maxTokensHint = document.getElementById("max-tokens-hint");
+    this.presets = new Presets({ settings: this, config });
     this.fromState();
     this.wire();
     this.loadModels();
+  }
+
+  chooseModel(choice) {
+    this.choice = choice;
+    this.state.backend = choice.backend.id;
+    this.state.model = choice.model.name;
+    this.applyModel();
+  }
+
+  /** Apply saved settings (a preset): the model when it is offered, and every value. */
+  applySettings(values) {
+    Object.assign(this.state, values);
+    this.fromState();
+    const found = this.findChoice(values.backend, values.model);
+    if (found) {
+      this.choice = found;
+      this.picker.select(found);
+    }
+    this.applyModel();
+  }
+
+  findChoice(backendId, modelName) {
+    for (const backend of this.backends) {
+      if (!backend.available || (backendId != null && backend.id !== backendId)) continue;
+      const model = backend.models.find((item) => item.name === modelName);
+      if (model) return { backend, model };
+    }
+    return null;
   }
 
   wire() {
@@ -53,13 +92,6 @@ export class Settings {
     });
     this.deepThink.addEventListener("click", () => {
       this.state.deep_think = this.deepThink.getAttribute("aria-pressed") !== "true";
-      this.applyModel();
-    });
-    this.picker.addEventListener("change", () => {
-      const choice = this.options.get(this.picker.value);
-      if (!choice) return;
-      this.state.backend = choice.backend.id;
-      this.state.model = choice.model.name;
       this.applyModel();
     });
     this.temperature.addEventListener("input", () => {
@@ -113,7 +145,7 @@ export class Settings {
     try {
       data = await getJSON(this.config.urls.models);
     } catch {
-      this.picker.replaceChildren(new Option(t("models_failed"), ""));
+      this.picker.showText(t("models_failed"));
       toast(t("models_failed"), { error: true });
       return;
     }
@@ -121,51 +153,33 @@ export class Settings {
   }
 
   fillPicker(backends) {
-    this.options.clear();
-    const groups = [];
+    this.backends = backends;
+    this.picker.fill(backends);
     let fallback = null;
-    let chosen = null;
     for (const backend of backends) {
-      const group = document.createElement("optgroup");
-      const name = backend.simulated ? t("simulator") : backend.name;
-      group.label = backend.available ? name : `${name} (${t("unavailable")}: ${backend.reason || ""})`;
-      if (!backend.models.length) {
-        const option = new Option(backend.available ? t("no_models") : backend.reason || t("unavailable"), "");
-        option.disabled = true;
-        group.append(option);
-      }
-      backend.models.forEach((model, index) => {
-        const value = `${backend.id}:${index}`;
-        const option = new Option(backend.simulated ? `${model.name} · ${t("simulator")}` : model.name, value);
-        option.disabled = !backend.available;
-        if (!backend.available && backend.reason) option.title = backend.reason;
-        this.options.set(value, { backend, model });
-        group.append(option);
-        if (!backend.available) return;
-        if (backend.id === this.state.backend && model.name === this.state.model) chosen = value;
+      if (!backend.available) continue;
+      for (const model of backend.models) {
         if (!fallback || (backend.default_model === model.name && !fallback.isDefault)) {
-          fallback = { value, isDefault: backend.default_model === model.name };
+          fallback = { choice: { backend, model }, isDefault: backend.default_model === model.name };
         }
-      });
-      groups.push(group);
+      }
     }
-    this.picker.replaceChildren(...groups);
-    const value = chosen || fallback?.value;
-    if (value) {
-      this.picker.value = value;
-      this.picker.disabled = false;
-      const choice = this.options.get(value);
+    const choice = this.findChoice(this.state.backend, this.state.model) || fallback?.choice || null;
+    this.choice = choice;
+    if (choice) {
+      this.picker.select(choice);
+      this.picker.setDisabled(false);
       this.state.backend = choice.backend.id;
       this.state.model = choice.model.name;
     } else {
-      this.picker.prepend(new Option(t("no_models"), "", true, true));
-      this.picker.disabled = true;
+      this.picker.showText(t("no_models"));
+      this.picker.setDisabled(!backends.length);
     }
     this.applyModel();
   }
 
   selected() {
-    return this.options.get(this.picker.value) || null;
+    return this.choice;
   }
 
   /** Show what the chosen model allows: Deep Think, effort levels, temperature, length. */
@@ -193,13 +207,20 @@ export class Settings {
     const ignored = Boolean(info?.ignores_temperature_when_thinking) && thinkingOn;
     document.getElementById("temperature-ignored").hidden = !ignored;
     this.temperature.disabled = ignored;
-    const limit = info?.max_output_tokens || MAX_TOKENS_UNKNOWN;
-    this.maxTokens.max = String(Math.max(MAX_TOKENS_FLOOR, limit));
-    this.maxTokens.title = info?.max_output_tokens ? t("max_tokens_model", { count: formatNumber(limit) }) : "";
-    if (Number(this.maxTokens.value) > limit) {
-      this.maxTokens.value = String(limit);
-      this.state.max_tokens = limit;
-    }
+    // The range reaches the model's context (or output) limit where the backend reports it.
+    const limit = info?.context_length || info?.max_output_tokens || MAX_TOKENS_UNKNOWN;
+    const top = Math.max(MAX_TOKENS_FLOOR, Math.min(limit, info?.max_output_tokens || limit));
+    this.maxTokens.max = String(top);
+    this.maxTokens.title = info?.max_output_tokens ? t("max_tokens_model", { count: formatNumber(top) }) : "";
+    const wanted = Number(this.state.max_tokens ?? 2048);
+    this.maxTokens.value = String(Math.min(wanted, top));
+    if (wanted > top) this.state.max_tokens = top;
+    // Where the model thinks, its limit counts the reasoning too: the request adds room for it.
+    const allowance = this.config.reasoning_allowance || 0;
+    this.maxTokensHint.textContent = thinkingOn && allowance
+      ? t("max_tokens_reasoning", { extra: formatNumber(allowance) })
+      : t("max_tokens_plain");
+    this.maxTokensHint.dataset.counts = thinkingOn ? "reasoning" : "answer";
     this.showValues();
     this.banner.hidden = !choice?.backend.simulated || this.bannerDismissed();
   }
@@ -215,6 +236,7 @@ export class Settings {
       temperature: Math.round(Number(this.temperature.value) * 100) / 100,
       max_tokens: Math.round(Number(this.maxTokens.value)),
       system_prompt: this.systemPrompt.value.slice(0, this.config.max_system_prompt_chars),
+      preset: this.state.preset || 0,
     };
     if (choice) {
       settings.backend = choice.backend.id;
@@ -225,7 +247,8 @@ export class Settings {
 
   async saveDefaults() {
     try {
-      const result = await postJSON(this.config.urls.settings, this.current());
+      const { preset: _preset, ...values } = this.current();
+      const result = await postJSON(this.config.urls.settings, values);
       this.status.textContent = result.saved ? t("saved_defaults") : t("saved_local");
     } catch (error) {
       this.status.textContent = error.data?.detail || t("request_failed");

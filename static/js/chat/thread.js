@@ -166,6 +166,14 @@ export class Thread extends EventTarget {
     this.changed();
   }
 
+  /** "Continue generating" began: the message streams again from what it shows. */
+  onContinued(frame) {
+    const el = this.find(frame.message);
+    if (!el) return;
+    applySnapshot(el, frame);
+    this.changed();
+  }
+
   onDelta(frame) {
     const el = this.find(frame.message);
     if (!el) return;
@@ -240,6 +248,11 @@ export class Thread extends EventTarget {
     if (!this.socket.send({ type: "regenerate", message: el.dataset.id, settings: this.settings.current() })) {
       toast(t("not_connected"), { error: true });
     }
+  }
+
+  continueAnswer(el) {
+    this.sticky = true;
+    if (!this.socket.send({ type: "continue", message: el.dataset.id })) toast(t("not_connected"), { error: true });
   }
 
   switchTo(id) {
@@ -324,6 +337,9 @@ export class Thread extends EventTarget {
     else if (target.matches(".act-regenerate, .retry-btn")) {
       if (this.generating) toast(t("stop"));
       else this.regenerate(el);
+    } else if (target.matches(".continue-btn")) {
+      if (this.generating) toast(t("stop"));
+      else this.continueAnswer(el);
     } else if (target.matches(".act-edit")) this.startEdit(el);
     else if (target.matches(".act-rate")) this.feedback.click(el, target);
     else if (target.matches(".version-prev")) this.switchTo(versionTarget(el, -1));
@@ -358,6 +374,7 @@ const FRAME_HANDLERS = {
   "message.updated": Thread.prototype.onMessageUpdated,
   thread: Thread.prototype.onThread,
   "generation.snapshot": Thread.prototype.onSnapshot,
+  "generation.continued": Thread.prototype.onContinued,
   "generation.delta": Thread.prototype.onDelta,
   "generation.done": Thread.prototype.onDone,
   error: Thread.prototype.onError,
