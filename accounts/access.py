@@ -24,17 +24,14 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.urls import reverse
 
+from r1chat.groups import user_group
+
 from .signup_modes import APPROVAL, signup_mode
 
 logger = logging.getLogger(__name__)
 
 REVOKED_EVENT = "user.revoked"
 _pending: set[asyncio.Task[Any]] = set()
-
-
-def user_group(user_id: int) -> str:
-    """The channel-layer group every socket of one user joins."""
-    return f"user.{user_id}"
 
 
 def has_verified_contact(user: Any) -> bool:

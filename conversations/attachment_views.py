@@ -19,8 +19,8 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from . import attachments
+from .guards import chat_required
 from .models import Attachment
-from .views import chat_required
 
 UPLOADS_PER_MINUTE = 30
 # Room for the multipart envelope around the file (boundaries, headers, other fields).

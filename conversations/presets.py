@@ -16,8 +16,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 from r1chat.text import clean_text
 
 from .chat import protocol
+from .guards import chat_required
 from .models import ChatPreset
-from .views import chat_required
 
 MAX_PRESETS = 50
 NAME_CHARS = 80

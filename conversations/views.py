@@ -8,17 +8,14 @@ import json
 import uuid
 import zoneinfo
 from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
-from django.contrib.auth.views import redirect_to_login
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, reverse
+from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateformat import format as format_date
 from django.utils.formats import get_format
@@ -34,6 +31,7 @@ from review.models import Feedback
 from . import attachments
 from .chat import protocol
 from .exporting import conversation_document, conversation_markdown, file_stem
+from .guards import chat_required
 from .markup import message_html, thread_html
 from .models import STALE_AFTER, Conversation, Message
 from .page_strings import keyboard_strings
@@ -46,37 +44,6 @@ THEMES = ("system", "light", "dark")
 
 
 # --- access -----------------------------------------------------------------------------------
-
-
-def _chat_redirect(user: Any) -> str | None:
-    """Where someone who may not chat yet goes (None when they may)."""
-    try:
-        from accounts.access import chat_redirect_url
-    except ImportError:  # the accounts rules are not there: any active user may chat
-        return None if user.is_active else reverse("account_login")
-    try:
-        return chat_redirect_url(user)
-    except NoReverseMatch:
-        return reverse("account_login")
-
-
-def chat_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Signed in and allowed to chat; pages redirect, API calls answer 403."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.is_authenticated:
-            if request.path.startswith("/api/") or request.method != "GET":
-                return JsonResponse({"error": "login_required"}, status=403)
-            return redirect_to_login(request.get_full_path())
-        target = _chat_redirect(request.user)
-        if target is not None:
-            if request.path.startswith("/api/") or request.method != "GET":
-                return JsonResponse({"error": "cannot_chat", "redirect": target}, status=403)
-            return redirect(target)
-        return view(request, *args, **kwargs)
-
-    return login_required(wrapper)
 
 
 def _get_conversation(request: HttpRequest, conversation_id: uuid.UUID) -> Conversation:

@@ -18,7 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from accounts.access import chat_redirect_url
-from conversations.views import chat_required
+from conversations.guards import chat_required
 
 from . import actions
 from .markup import shared_thread_html

@@ -21,8 +21,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from conversations.deletion import purge_deleted
 from conversations.models import Conversation, Message
-from conversations.turns.actions import purge_deleted
 from review.testing import add_answer, make_conversation, make_personas
 from sharing import actions
 from sharing.models import SharedLink

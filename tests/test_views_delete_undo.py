@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from conversations.deletion import purge_deleted
 from conversations.models import Conversation, Message
 from conversations.turns import actions
 from tests.views_support import conversation, personas
@@ -73,7 +74,7 @@ def test_undo_after_the_window_is_not_found_and_the_chat_is_purged(people, setti
     Conversation.all_objects.filter(pk=conv.pk).update(deleted_at=past)
     response = post(client, "conversation-restore", conv)
     assert response.status_code == 404
-    assert async_to_sync(actions.purge_deleted)() == 1
+    assert async_to_sync(purge_deleted)() == 1
     assert not Conversation.all_objects.filter(pk=conv.pk).exists()
     assert not Message.objects.filter(conversation_id=conv.pk).exists()
 

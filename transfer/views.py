@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from conversations.views import chat_required
+from conversations.guards import chat_required
 
 from . import archive, jobs, reading
 from .formats import Unreadable

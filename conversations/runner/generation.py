@@ -27,11 +27,13 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
+from r1chat.groups import user_group
 from r1chat.text import clean_text
 from review.usage import record_usage
 
 from ..backends import get_backend
 from ..backends.base import Answer, BackendError, ChatRequest, Finished, Reasoning, Usage
+from ..deletion import purge_deleted
 from ..errors import describe_error
 from ..models import HEARTBEAT_INTERVAL, STALE_AFTER, Backend, Conversation, Message
 from ..rendering import IncrementalRenderer
@@ -659,8 +661,6 @@ async def _maintain() -> None:
                 await _beat([r.message.uuid for r in list(_running.values())])
             await sweep_stale()
             if time.monotonic() - purged_at >= PURGE_INTERVAL:
-                from ..turns.actions import purge_deleted
-
                 purged_at = time.monotonic()
                 await purge_deleted()
         except asyncio.CancelledError:
@@ -752,11 +752,15 @@ async def sweep_dead() -> int:
 
 
 async def announce_generating(conversation: Conversation, generating: bool) -> None:
-    """The sidebar's mark, in every tab of the owner in every process (turns.actions)."""
-    from ..turns.actions import announce_generating as announce
-
+    """The sidebar's mark: tell every tab of the owner, in every process, that an answer
+    started or ended in this conversation."""
+    frame = {
+        "type": "conversation.generating",
+        "conversation": str(conversation.uuid),
+        "generating": generating,
+    }
     try:
-        await announce(conversation, generating)
+        await get_channel_layer().group_send(user_group(conversation.owner_id), frame)
     except Exception as exc:  # (the channel layer is down: tabs refresh on reconnect)
         logger.info("could not announce generation state: %s", exc)
 

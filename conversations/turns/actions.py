@@ -8,7 +8,6 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -20,10 +19,12 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import CHAT_DEFAULTS
+from r1chat.groups import user_group
 
 from .. import attachments as files
 from ..backends.base import ChatRequest
 from ..chat.protocol import ClientError, not_found
+from ..deletion import purge_deleted, undo_window
 from ..errors import describe_error
 from ..models import Attachment, ChatPreset, Conversation, Message
 from ..runner.generation import GenerationRunner, stop
@@ -62,10 +63,6 @@ async def get_message(user: Any, message_uuid: uuid.UUID) -> Message:
 
 
 # --- broadcasting ---------------------------------------------------------------------------
-
-
-def user_group(user_id: int) -> str:
-    return f"user.{user_id}"
 
 
 def sidebar_item(conversation: Conversation) -> dict[str, Any]:
@@ -659,13 +656,9 @@ async def delete_conversation(user: Any, conversation_uuid: uuid.UUID) -> None:
     await purge_deleted()
 
 
-def _undo_window() -> timedelta:
-    return timedelta(seconds=django_settings.R1CHAT_DELETE_UNDO_SECONDS)
-
-
 async def restore_conversation(user: Any, conversation_uuid: uuid.UUID) -> Conversation:
     """Undo a delete within its window; after it the conversation is not found."""
-    since = timezone.now() - _undo_window()
+    since = timezone.now() - undo_window()
     conversation = await Conversation.all_objects.filter(
         uuid=conversation_uuid, owner=user, deleted_at__gte=since
     ).afirst()
@@ -681,26 +674,3 @@ async def restore_conversation(user: Any, conversation_uuid: uuid.UUID) -> Conve
         user.pk, {"type": "conversation.updated", "conversation": sidebar_item(conversation)}
     )
     return conversation
-
-
-async def purge_deleted() -> int:
-    """Remove the conversations deleted longer ago than the Undo window (every process with
-    tabs runs this now and then: runner.generation's maintenance)."""
-    before = timezone.now() - _undo_window()
-    _total, by_model = await Conversation.all_objects.filter(deleted_at__lt=before).adelete()
-    return by_model.get(Conversation._meta.label, 0)
-
-
-# --- generating: the sidebar's mark ---------------------------------------------------------
-
-
-async def announce_generating(conversation: Conversation, generating: bool) -> None:
-    """Tell every tab of the owner (in every process) that an answer started or ended there."""
-    await _to_user(
-        conversation.owner_id,
-        {
-            "type": "conversation.generating",
-            "conversation": str(conversation.uuid),
-            "generating": generating,
-        },
-    )
