@@ -413,6 +413,9 @@ def home(request: HttpRequest) -> HttpResponse:
 @chat_required
 def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = _get_conversation(request, conversation_id)
+    from .search.views import show_message
+
+    show_message(request, conversation)  # ?m=<message>: a search result's version is shown
     return render(request, "conversations/chat.html", _chat_context(request, conversation))
 
 
