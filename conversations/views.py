@@ -14,7 +14,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -39,7 +39,6 @@ from .turns.actions import effective_settings
 from .turns.threads import Tree, serialize_thread, thread_messages
 
 SIDEBAR_PAGE = 40
-SEARCH_MAX_CHARS = 200
 THEMES = ("system", "light", "dark")
 
 
@@ -150,14 +149,10 @@ def _after_cursor(queryset: QuerySet[Conversation], user: Any, cursor: str) -> Q
     return queryset.filter(within | Q(pinned=False)) if pinned else queryset.filter(within)
 
 
-def sidebar_page(request: HttpRequest, cursor: str = "", query: str = "") -> dict[str, Any]:
-    """One page of the user's conversations, grouped, and the cursor of the next page."""
+def sidebar_page(request: HttpRequest, cursor: str = "") -> dict[str, Any]:
+    """One page of the user's conversations, grouped, and the cursor of the next page.
+    (Searching is `/api/search`: conversations.search.)"""
     queryset = Conversation.objects.filter(owner=request.user)
-    # Cleaned here: a pattern lookup (icontains) does not pass its value through the field.
-    query = clean_text(query)
-    if query:
-        matches = Message.objects.filter(conversation=OuterRef("pk"), content__icontains=query)
-        queryset = queryset.filter(Q(title__icontains=query) | Exists(matches))
     if cursor:
         queryset = _after_cursor(queryset, request.user, cursor)
     rows = list(
@@ -189,8 +184,7 @@ def sidebar_page(request: HttpRequest, cursor: str = "", query: str = "") -> dic
 @require_GET
 @chat_required
 def conversation_list(request: HttpRequest) -> JsonResponse:
-    query = request.GET.get("q", "").strip()[:SEARCH_MAX_CHARS]
-    return JsonResponse(sidebar_page(request, request.GET.get("cursor", ""), query))
+    return JsonResponse(sidebar_page(request, request.GET.get("cursor", "")))
 
 
 # --- the chat page ----------------------------------------------------------------------------

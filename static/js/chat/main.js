@@ -1,6 +1,7 @@
 // The chat page: wires the socket, the thread, the sidebar, the composer and the settings.
 import { Composer } from "./composer.js";
 import { t } from "./i18n.js";
+import { setupSearch } from "./search.js";
 import { Settings } from "./settings.js";
 import { Sidebar } from "./sidebar.js";
 import { ChatSocket } from "./socket.js";
@@ -27,6 +28,7 @@ const sidebar = new Sidebar({
 });
 new Composer({ thread, socket, maxChars: config.max_chars });
 setupTheme(config);
+setupSearch({ config, thread });
 
 const title = document.getElementById("conv-title");
 const exportButton = document.getElementById("export-btn");
