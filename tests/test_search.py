@@ -13,6 +13,8 @@ import json
 from typing import Any
 
 import pytest
+from django.core.management import call_command
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -291,3 +293,47 @@ def test_the_jump_shows_the_version_that_holds_the_message(people):
     assert client.get(f"/c/{conv.uuid}/?m=nonsense").status_code == 200
     conv.refresh_from_db()
     assert conv.current_leaf_id == first.pk
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's triggers")
+def test_triggers_lost_in_a_table_rebuild_come_back_after_migrate(people):
+    """Django rebuilds a SQLite table to alter it, which drops its triggers: after `migrate`
+    they are back and the index is rebuilt from the rows."""
+    _client, alice, _bob = people
+    conv = conversation(alice, "Orchard", turns=[("apples", "", "pears")])
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER conversations_message_fts_au")
+    Message.objects.filter(conversation=conv, role="assistant").update(content="plums")
+    call_command("migrate", verbosity=0)
+    assert [h.title for h in query.search(alice, "plums", window=0).hits] == ["Orchard"]
+    assert query.search(alice, "pears", window=0).hits == []
+    Message.objects.filter(conversation=conv, role="assistant").update(content="cherries")
+    assert [h.title for h in query.search(alice, "cherries", window=0).hits] == ["Orchard"]
+
+
+def test_a_short_query_out_of_time_goes_on_where_it_stopped(people, monkeypatch):
+    """A rare short term is scanned a slice per request: a page may be short, even empty,
+    and its cursor goes on from where the scan stopped, with no gap and no repeat."""
+    client, alice, _bob = people
+    monkeypatch.setattr(query, "WINDOW", 1)
+    monkeypatch.setattr(query, "MAX_WINDOW", 2)
+    monkeypatch.setattr(query, "SCAN_SECONDS", -1.0)  # out of time after every slice
+    expected = []
+    for i in range(12):
+        found = i % 4 == 0
+        title = f"Chat {i}"
+        conversation(
+            alice, title, ago=dt.timedelta(hours=i), turns=[("鲸鱼" if found else "猫", "", "")]
+        )
+        if found:
+            expected.append(title)
+    seen, pages = [], 0
+    page = search(client, "鲸鱼")
+    while True:
+        pages += 1
+        seen += [r["title"] for r in page["results"]]
+        if not page["next"]:
+            break
+        page = search(client, "鲸鱼", cursor=page["next"])
+    assert seen == expected
+    assert pages > len(expected)  # some pages came back short

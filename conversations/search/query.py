@@ -16,7 +16,9 @@ Finding message matches fast for both kinds of term:
   trigram index (FTS5 on SQLite, pg_trgm on PostgreSQL) for the conversations that hold it.
 - A query whose terms are all shorter than three characters (a two-character Chinese word) has
   no trigram: it keeps scanning the user's own conversations, newest first, in growing windows
-  until the page is full. Its cost grows with how rare the term is (see the README).
+  until the page is full. Its cost grows with how rare the term is (see the README), so one
+  request scans for at most about SCAN_SECONDS: then it answers with what it found (perhaps
+  nothing yet) and a cursor that goes on from where it stopped, and the page asks for more.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import time
 import uuid
 from typing import Any
 
@@ -38,6 +41,8 @@ PAGE_SIZE = 20
 MAX_QUERY_CHARS = 200
 MAX_TERMS = 8
 WINDOW = 200  # the newest conversations scanned before the index is asked
+MAX_WINDOW = 1600  # the most conversations one scan reads at once
+SCAN_SECONDS = 0.1  # a page of a short query stops scanning after this (its cursor goes on)
 TRIGRAM = 3  # the shortest term an index can find
 
 TITLE, TEXT = 0, 1  # the ranking tiers
@@ -85,16 +90,20 @@ def _query_key(terms: list[str], reasoning: bool) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
-def encode_cursor(hit: Hit, key: str) -> str:
-    payload = [key, hit.tier, hit.updated_at.isoformat(), hit.conversation_uuid.hex]
-    return signing.dumps(payload, salt=CURSOR_SALT, compress=True)
-
-
 @dataclasses.dataclass
 class Position:
+    """Where a page ends: after this conversation, in this tier."""
+
     tier: int = TITLE
     updated_at: dt.datetime | None = None
     conversation_id: int | None = None  # None with a time: that conversation is gone
+    conversation_uuid: uuid.UUID | None = None
+
+
+def encode_cursor(position: Position, key: str) -> str:
+    assert position.updated_at is not None and position.conversation_uuid is not None
+    payload = [key, position.tier, position.updated_at.isoformat(), position.conversation_uuid.hex]
+    return signing.dumps(payload, salt=CURSOR_SALT, compress=True)
 
 
 def decode_cursor(cursor: str, key: str, user: Any) -> Position:
@@ -113,7 +122,7 @@ def decode_cursor(cursor: str, key: str, user: Any) -> Position:
         .values_list("id", flat=True)
         .first()
     )
-    return Position(tier, updated_at, last_id)
+    return Position(tier, updated_at, last_id, conversation_uuid)
 
 
 # --- SQL pieces -------------------------------------------------------------------------------
@@ -125,9 +134,16 @@ def _like_pattern(term: str) -> str:
 
 
 def _like(column: str, term: str) -> tuple[str, list[Any]]:
-    """`column` contains `term`, ignoring case (on SQLite: the case of ASCII letters)."""
+    """`column` contains `term`, ignoring case (on SQLite: the case of ASCII letters).
+
+    A term without letters that have case (Chinese, digits) is compared as it is, which is
+    several times faster: ILIKE lowercases every row's text, SQLite's LIKE folds each
+    character; `instr` and a plain LIKE do neither (and LIKE still uses pg_trgm's index)."""
+    caseless = term.lower() == term.upper()
     if connection.vendor == "postgresql":
-        return f"{column} ILIKE %s", [_like_pattern(term)]
+        return f"{column} {'LIKE' if caseless else 'ILIKE'} %s", [_like_pattern(term)]
+    if caseless:
+        return f"instr({column}, %s) > 0", [term]
     return f"{column} LIKE %s ESCAPE '\\'", [_like_pattern(term)]
 
 
@@ -252,32 +268,41 @@ def _title_hits(user_id: int, sql: _Sql, position: Position, limit: int) -> list
     )
 
 
-def _window_end(user_id: int, position: Position, size: int) -> tuple[dt.datetime, int] | None:
+def _window_end(user_id: int, position: Position, size: int) -> Position | None:
     """The oldest of the next `size` conversations after `position` (None: fewer remain)."""
     after_sql, after_params = _after(position)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT c.updated_at, c.id FROM conversations_conversation c "
+            "SELECT c.updated_at, c.id, c.uuid FROM conversations_conversation c "
             f"WHERE c.owner_id = %s AND {after_sql} "
             "ORDER BY c.updated_at DESC, c.id DESC LIMIT 1 OFFSET %s",
             [user_id, *after_params, size - 1],
         )
         row = cursor.fetchone()
-    return None if row is None else (_moment(row[0]), row[1])
+    if row is None:
+        return None
+    conversation_uuid = row[2] if isinstance(row[2], uuid.UUID) else uuid.UUID(row[2])
+    return Position(TEXT, _moment(row[0]), row[1], conversation_uuid)
 
 
-def _text_hits(user_id: int, sql: _Sql, position: Position, limit: int, window: int) -> list[Hit]:
-    """Conversations whose title does not match but a message does, after `position`."""
+def _text_hits(
+    user_id: int, sql: _Sql, position: Position, limit: int, window: int
+) -> tuple[list[Hit], Position | None]:
+    """Conversations whose title does not match but a message does, after `position`; and
+    where the scan stopped, when it ran out of time before it filled the page."""
     if window <= 0 and sql.long:
-        return _indexed_hits(user_id, sql, position, limit)
+        return _indexed_hits(user_id, sql, position, limit), None
     title_sql, title_params = sql.title()
     message_sql, message_params = sql.message()
     found: list[Hit] = []
     size = max(window, 1)
+    started = time.monotonic()
     while len(found) < limit:
         end = _window_end(user_id, position, size)
         after_sql, after_params = _after(position)
-        window_sql, window_params = _not_after(*end) if end else ("1=1", [])
+        window_sql, window_params = (
+            _not_after(end.updated_at, end.conversation_id) if end else ("1=1", [])
+        )
         wanted = limit - len(found)
         found += _hits(
             f"SELECT {COLUMNS} FROM conversations_conversation c "
@@ -290,12 +315,14 @@ def _text_hits(user_id: int, sql: _Sql, position: Position, limit: int, window: 
         )
         if end is None or len(found) >= limit:
             break
-        position = Position(TEXT, *end)
+        position = end
         if sql.long:  # the rest through the index
             found += _indexed_hits(user_id, sql, position, limit - len(found))
             break
-        size *= 4
-    return found
+        if time.monotonic() - started > SCAN_SECONDS:
+            return found, position  # the page so far; the next one scans on from here
+        size = min(size * 4, MAX_WINDOW)
+    return found, None
 
 
 def _indexed_hits(user_id: int, sql: _Sql, position: Position, limit: int) -> list[Hit]:
@@ -385,12 +412,16 @@ def search(
     position = decode_cursor(cursor, key, user) if cursor else Position()
     sql = _Sql(terms, reasoning)
     hits: list[Hit] = []
+    resume = None
     if position.tier == TITLE:
         hits = _title_hits(user.pk, sql, position, limit + 1)
         position = Position(TEXT)
     if len(hits) <= limit:
-        hits += _text_hits(user.pk, sql, position, limit + 1 - len(hits), window)
-    more = len(hits) > limit
-    hits = hits[:limit]
+        more, resume = _text_hits(user.pk, sql, position, limit + 1 - len(hits), window)
+        hits += more
+    if len(hits) > limit:
+        hits = hits[:limit]
+        last = hits[-1]
+        resume = Position(last.tier, last.updated_at, last.conversation_id, last.conversation_uuid)
     attach_messages(hits, sql)
-    return Page(terms, hits, encode_cursor(hits[-1], key) if more else None)
+    return Page(terms, hits, encode_cursor(resume, key) if resume else None)

@@ -159,7 +159,7 @@ class Search {
       const page = await getJSON(this.url, params);
       if (generation !== this.generation) return;
       this.show(page.results, page.next, true);
-      this.setStatus(page.results.length ? "" : this.dialog.dataset.empty);
+      this.afterPage();
     } catch (error) {
       if (generation !== this.generation) return;
       this.show([], null, true);
@@ -173,17 +173,27 @@ class Search {
     if (this.loading || !this.next) return;
     const generation = this.generation;
     this.loading = true;
-    this.setStatus(this.dialog.dataset.more);
+    this.setStatus(this.results.length ? this.dialog.dataset.more : this.dialog.dataset.searching);
     try {
       const page = await getJSON(this.url, this.params(this.next));
       if (generation !== this.generation) return;
       this.show(page.results, page.next, false);
-      this.setStatus("");
+      this.afterPage();
     } catch (error) {
       if (generation === this.generation) this.setStatus(error.data?.detail || this.dialog.dataset.failed);
     } finally {
       if (generation === this.generation) this.loading = false;
     }
+  }
+
+  /** A page may come back short with a cursor (the server scans a rare short term a slice
+   * at a time): keep asking while the list does not fill its box. */
+  afterPage() {
+    if (this.results.length) this.setStatus("");
+    else this.setStatus(this.next ? this.dialog.dataset.searching : this.dialog.dataset.empty);
+    requestAnimationFrame(() => {
+      if (this.next && this.list.scrollHeight - this.list.clientHeight < 120) this.loadMore();
+    });
   }
 
   show(results, next, replace) {
