@@ -60,6 +60,8 @@ class Search {
       // The sidebar's box is the way in for the mouse and touch: the dialog does the search.
       this.sidebarBox.readOnly = true;
       this.sidebarBox.setAttribute("aria-haspopup", "dialog");
+      const mac = /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent);
+      this.sidebarBox.title = `${this.sidebarBox.placeholder} (${mac ? "⌘K" : "Ctrl+K"})`;
       const open = (event, typed = "") => {
         event.preventDefault();
         this.sidebarBox.blur();
