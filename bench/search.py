@@ -169,6 +169,20 @@ def measure(client: Any, params: dict[str, str], repeat: int) -> tuple[float, in
     return statistics.median(times) * 1000, queries, data
 
 
+def all_pages(client: Any, params: dict[str, str]) -> tuple[float, int, int]:
+    """Server time to follow a query's cursor to its end: requests, results."""
+    total, requests, found, cursor = 0.0, 0, 0, ""
+    while True:
+        start = time.perf_counter()
+        data = client.get("/api/search", {**params, "cursor": cursor}).json()
+        total += time.perf_counter() - start
+        requests += 1
+        found += len(data["results"])
+        cursor = data.get("next")
+        if not cursor:
+            return total * 1000, requests, found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conversations", type=int, default=10_000)
@@ -239,6 +253,10 @@ def main() -> None:
     for label, params in rows:
         ms, queries, data = measure(client, params, args.repeat)
         print(f"  {label + ':':<48}{ms:7.1f} ms, {queries} queries, {len(data['results'])} results")
+        if params["q"] == RARE_ZH:
+            total, requests, found = all_pages(client, params)
+            label = "  every page of it:"
+            print(f"  {label:<48}{total:7.1f} ms in {requests} requests, {found} results")
         if data.get("next") and params["q"] == "database" and "reasoning" not in params:
             for _ in range(4):
                 data = client.get("/api/search", {**params, "cursor": data["next"]}).json()

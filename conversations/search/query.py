@@ -16,9 +16,10 @@ Finding message matches fast for both kinds of term:
   trigram index (FTS5 on SQLite, pg_trgm on PostgreSQL) for the conversations that hold it.
 - A query whose terms are all shorter than three characters (a two-character Chinese word) has
   no trigram: it keeps scanning the user's own conversations, newest first, in growing windows
-  until the page is full. Its cost grows with how rare the term is (see the README), so one
-  request scans for at most about SCAN_SECONDS: then it answers with what it found (perhaps
-  nothing yet) and a cursor that goes on from where it stopped, and the page asks for more.
+  until the page is full. Its cost grows with how rare the term is (see the README), so a
+  request starts no new window after SCAN_SECONDS: it answers with what it found (perhaps
+  nothing yet) and a cursor that goes on from where it stopped, with windows as large as
+  the last, and the page asks for more.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ PAGE_SIZE = 20
 MAX_QUERY_CHARS = 200
 MAX_TERMS = 8
 WINDOW = 200  # the newest conversations scanned before the index is asked
-MAX_WINDOW = 1600  # the most conversations one scan reads at once
-SCAN_SECONDS = 0.1  # a page of a short query stops scanning after this (its cursor goes on)
+MAX_WINDOW = 3200  # the most conversations one scan reads at once
+SCAN_SECONDS = 0.1  # a page of a short query starts no new window after this (its cursor goes on)
 TRIGRAM = 3  # the shortest term an index can find
 
 TITLE, TEXT = 0, 1  # the ranking tiers
@@ -98,11 +99,18 @@ class Position:
     updated_at: dt.datetime | None = None
     conversation_id: int | None = None  # None with a time: that conversation is gone
     conversation_uuid: uuid.UUID | None = None
+    window: int = 0  # a scan that ran out of time goes on with windows this large
 
 
 def encode_cursor(position: Position, key: str) -> str:
     assert position.updated_at is not None and position.conversation_uuid is not None
-    payload = [key, position.tier, position.updated_at.isoformat(), position.conversation_uuid.hex]
+    payload = [
+        key,
+        position.tier,
+        position.updated_at.isoformat(),
+        position.conversation_uuid.hex,
+        position.window,
+    ]
     return signing.dumps(payload, salt=CURSOR_SALT, compress=True)
 
 
@@ -110,19 +118,19 @@ def decode_cursor(cursor: str, key: str, user: Any) -> Position:
     from ..models import Conversation
 
     try:
-        cursor_key, tier, updated_text, uuid_hex = signing.loads(cursor, salt=CURSOR_SALT)
+        cursor_key, tier, updated_text, uuid_hex, window = signing.loads(cursor, salt=CURSOR_SALT)
         updated_at = dt.datetime.fromisoformat(updated_text)
         conversation_uuid = uuid.UUID(hex=uuid_hex)
     except (signing.BadSignature, ValueError, TypeError):
         raise BadCursor from None
-    if cursor_key != key or tier not in (TITLE, TEXT):
+    if cursor_key != key or tier not in (TITLE, TEXT) or not isinstance(window, int):
         raise BadCursor
     last_id = (
         Conversation.objects.filter(owner=user, uuid=conversation_uuid)
         .values_list("id", flat=True)
         .first()
     )
-    return Position(tier, updated_at, last_id, conversation_uuid)
+    return Position(tier, updated_at, last_id, conversation_uuid, min(max(window, 0), MAX_WINDOW))
 
 
 # --- SQL pieces -------------------------------------------------------------------------------
@@ -295,7 +303,7 @@ def _text_hits(
     title_sql, title_params = sql.title()
     message_sql, message_params = sql.message()
     found: list[Hit] = []
-    size = max(window, 1)
+    size = max(position.window or window, 1)
     started = time.monotonic()
     while len(found) < limit:
         end = _window_end(user_id, position, size)
@@ -319,9 +327,10 @@ def _text_hits(
         if sql.long:  # the rest through the index
             found += _indexed_hits(user_id, sql, position, limit - len(found))
             break
-        if time.monotonic() - started > SCAN_SECONDS:
-            return found, position  # the page so far; the next one scans on from here
         size = min(size * 4, MAX_WINDOW)
+        if time.monotonic() - started > SCAN_SECONDS:
+            # The page so far; the next request scans on from here, in windows this large.
+            return found, dataclasses.replace(position, window=size)
     return found, None
 
 
