@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from conversations.models import Conversation, Message
 from conversations.search import query
+from r1chat.text import CleanCharField
 from tests.views_support import conversation, personas
 
 pytestmark = pytest.mark.django_db
@@ -296,19 +297,29 @@ def test_the_jump_shows_the_version_that_holds_the_message(people):
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's triggers")
-def test_triggers_lost_in_a_table_rebuild_come_back_after_migrate(people):
-    """Django rebuilds a SQLite table to alter it, which drops its triggers: after `migrate`
-    they are back and the index is rebuilt from the rows."""
-    _client, alice, _bob = people
+@pytest.mark.django_db(transaction=True)
+def test_a_table_rebuilt_by_a_migration_keeps_its_index():
+    """Django rebuilds a SQLite table to alter a column, which drops the table's triggers:
+    after `migrate` they are back, and the index agrees with the rows again."""
+    alice, _bob = personas()
     conv = conversation(alice, "Orchard", turns=[("apples", "", "pears")])
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TRIGGER conversations_message_fts_au")
-    Message.objects.filter(conversation=conv, role="assistant").update(content="plums")
-    call_command("migrate", verbosity=0)
-    assert [h.title for h in query.search(alice, "plums", window=0).hits] == ["Orchard"]
-    assert query.search(alice, "pears", window=0).hits == []
-    Message.objects.filter(conversation=conv, role="assistant").update(content="cherries")
-    assert [h.title for h in query.search(alice, "cherries", window=0).hits] == ["Orchard"]
+    old = Message._meta.get_field("finish_reason")
+    wider = CleanCharField(max_length=old.max_length + 1, blank=True)
+    wider.set_attributes_from_name("finish_reason")
+    wider.model = Message
+    with connection.schema_editor() as editor:
+        editor.alter_field(Message, old, wider)
+    try:
+        Message.objects.filter(conversation=conv, role="assistant").update(content="plums")
+        call_command("migrate", verbosity=0)
+        assert [h.title for h in query.search(alice, "plums", window=0).hits] == ["Orchard"]
+        assert query.search(alice, "pears", window=0).hits == []
+        Message.objects.filter(conversation=conv, role="assistant").update(content="cherries")
+        assert [h.title for h in query.search(alice, "cherries", window=0).hits] == ["Orchard"]
+    finally:
+        with connection.schema_editor() as editor:
+            editor.alter_field(Message, wider, old)
+        call_command("migrate", verbosity=0)
 
 
 def test_a_short_query_out_of_time_goes_on_where_it_stopped(people, monkeypatch):

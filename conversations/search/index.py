@@ -6,17 +6,18 @@ actions' saves, bulk inserts, the admin, a cascade delete) keeps the index in st
 - PostgreSQL: `pg_trgm` GIN indexes on `conversation.title`, `message.content` and
   `message.reasoning`. The message indexes are partial (finished messages only): a streaming
   answer is rewritten once a second, and its trigrams are indexed once, when it ends.
-- SQLite: external-content FTS5 tables with the `trigram` tokenizer (SQLite ≥ 3.34), whose
-  rows are written by triggers on the tables themselves. The messages' content table is a view
-  of the finished messages, so FTS5's `rebuild` reads exactly what the triggers index.
+- SQLite: contentless FTS5 tables with the `trigram` tokenizer (SQLite ≥ 3.34): the index
+  alone, its rows written by triggers on the tables themselves and keyed by their ids (the text
+  stays in the tables). Contentless, they name no table, so Django can still rebuild the tables
+  to alter them (a view or an external-content table would be in the way of its rename).
 
 Trigram matching is substring matching: Chinese, which has no spaces between words, is found
 like any other text. Terms shorter than three characters have no trigram; `query.py` matches
 them with LIKE within the searcher's own rows.
 
-SQLite drops a table's triggers when Django rebuilds the table (`ALTER` in a later migration
-recreates it), so `ensure_sqlite_index` runs after every `migrate` (post_migrate): it recreates
-what is missing and then rebuilds the index from the tables.
+SQLite drops a table's triggers when Django rebuilds the table (an `AlterField` in a later
+migration recreates it), so `ensure_sqlite_index` runs after every `migrate` (post_migrate): it
+recreates what is missing and then rebuilds the index from the tables.
 """
 
 from __future__ import annotations
@@ -25,18 +26,15 @@ from typing import Any
 
 MESSAGE_FTS = "conversations_message_fts"
 TITLE_FTS = "conversations_conversation_fts"
-SEARCHABLE_VIEW = "conversations_message_searchable"
 
 # A message is searchable once it is no longer streaming (questions are stored `complete`).
 FINISHED = "status <> 'streaming'"
 
 SQLITE_TABLES = [
-    f"CREATE VIEW IF NOT EXISTS {SEARCHABLE_VIEW} AS "
-    f"SELECT id, content, reasoning FROM conversations_message WHERE {FINISHED}",
-    f"CREATE VIRTUAL TABLE IF NOT EXISTS {MESSAGE_FTS} USING fts5(content, reasoning, "
-    f"content='{SEARCHABLE_VIEW}', content_rowid='id', tokenize='trigram')",
-    f"CREATE VIRTUAL TABLE IF NOT EXISTS {TITLE_FTS} USING fts5(title, "
-    f"content='conversations_conversation', content_rowid='id', tokenize='trigram')",
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS {MESSAGE_FTS} "
+    "USING fts5(content, reasoning, content='', tokenize='trigram')",
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS {TITLE_FTS} "
+    "USING fts5(title, content='', tokenize='trigram')",
 ]
 
 SQLITE_TRIGGERS = {
@@ -82,7 +80,6 @@ SQLITE_DROP = [
     *(f"DROP TRIGGER IF EXISTS {name}" for name in SQLITE_TRIGGERS),
     f"DROP TABLE IF EXISTS {MESSAGE_FTS}",
     f"DROP TABLE IF EXISTS {TITLE_FTS}",
-    f"DROP VIEW IF EXISTS {SEARCHABLE_VIEW}",
 ]
 
 POSTGRESQL_INDEXES = [
@@ -103,8 +100,15 @@ POSTGRESQL_DROP = [
 
 def rebuild_sqlite(execute: Any) -> None:
     """Refill both FTS tables from their tables (what the triggers would have written)."""
-    execute(f"INSERT INTO {MESSAGE_FTS}({MESSAGE_FTS}) VALUES ('rebuild')")
-    execute(f"INSERT INTO {TITLE_FTS}({TITLE_FTS}) VALUES ('rebuild')")
+    execute(f"INSERT INTO {MESSAGE_FTS}({MESSAGE_FTS}) VALUES ('delete-all')")
+    execute(
+        f"INSERT INTO {MESSAGE_FTS}(rowid, content, reasoning) "
+        f"SELECT id, content, reasoning FROM conversations_message WHERE {FINISHED}"
+    )
+    execute(f"INSERT INTO {TITLE_FTS}({TITLE_FTS}) VALUES ('delete-all')")
+    execute(
+        f"INSERT INTO {TITLE_FTS}(rowid, title) SELECT id, title FROM conversations_conversation"
+    )
 
 
 def create(schema_editor: Any) -> None:
