@@ -9,11 +9,11 @@ actions' saves, bulk inserts, the admin, a cascade delete) keeps the index in st
 - SQLite: contentless FTS5 tables with the `trigram` tokenizer (SQLite ≥ 3.34): the index
   alone, its rows written by triggers on the tables themselves and keyed by their ids (the text
   stays in the tables). Contentless, they name no table, so Django can still rebuild the tables
-  to alter them (a view or an external-content table would be in the way of its rename).
+  to alter them (a view over the messages broke the rename that ends such a rebuild).
 
 Trigram matching is substring matching: Chinese, which has no spaces between words, is found
 like any other text. Terms shorter than three characters have no trigram; `query.py` matches
-them with LIKE within the searcher's own rows.
+them by scanning (LIKE, instr) within the searcher's own rows.
 
 SQLite drops a table's triggers when Django rebuilds the table (an `AlterField` in a later
 migration recreates it), so `ensure_sqlite_index` runs after every `migrate` (post_migrate): it
