@@ -7,7 +7,7 @@ class ConversationsConfig(AppConfig):
     verbose_name = _("Conversations")
 
     def ready(self) -> None:
-        from django.db.models.signals import post_delete, post_save
+        from django.db.models.signals import post_delete, post_migrate, post_save
 
         from .models import Backend, ModelCapability
         from .turns import catalog
@@ -26,3 +26,6 @@ class ConversationsConfig(AppConfig):
 
         post_save.connect(quota_changed, sender=UserQuota, dispatch_uid="quota-saved")
         post_delete.connect(quota_changed, sender=UserQuota, dispatch_uid="quota-deleted")
+        from .search.index import ensure_sqlite_index
+
+        post_migrate.connect(ensure_sqlite_index, sender=self, dispatch_uid="search-index")

@@ -133,7 +133,11 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-pinned", "-updated_at", "-id"]
-        indexes = [models.Index(fields=["owner", "-pinned", "-updated_at", "-id"])]
+        indexes = [
+            models.Index(fields=["owner", "-pinned", "-updated_at", "-id"]),
+            # Search results, newest first (conversations.search.query).
+            models.Index(fields=["owner", "-updated_at", "-id"], name="conversation_owner_recent"),
+        ]
         verbose_name = _("conversation")
         verbose_name_plural = _("conversations")
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path
 
 from . import attachment_views, presets, views
+from .search import views as search_views
 
 urlpatterns = [
     # /
@@ -45,6 +46,7 @@ urlpatterns = [
         name="api-attachment-delete",
     ),
     path("api/models", views.api_models, name="api-models"),
+    path("api/search", search_views.search, name="api-search"),
     path("api/settings", views.api_settings, name="api-settings"),
     path("api/theme", views.api_theme, name="api-theme"),
     path("api/presets", presets.preset_list, name="api-presets"),

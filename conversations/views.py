@@ -39,7 +39,6 @@ from .turns.actions import effective_settings
 from .turns.threads import Tree, serialize_thread
 
 SIDEBAR_PAGE = 40
-SEARCH_MAX_CHARS = 200
 THEMES = ("system", "light", "dark")
 
 
@@ -119,14 +118,10 @@ def _after_cursor(queryset: QuerySet[Conversation], user: Any, cursor: str) -> Q
     return queryset.filter(within | Q(pinned=False)) if pinned else queryset.filter(within)
 
 
-def sidebar_page(request: HttpRequest, cursor: str = "", query: str = "") -> dict[str, Any]:
-    """One page of the user's conversations, grouped, and the cursor of the next page."""
+def sidebar_page(request: HttpRequest, cursor: str = "") -> dict[str, Any]:
+    """One page of the user's conversations, grouped, and the cursor of the next page.
+    (Searching is `/api/search`: conversations.search.)"""
     queryset = Conversation.objects.filter(owner=request.user)
-    # Cleaned here: a pattern lookup (icontains) does not pass its value through the field.
-    query = clean_text(query)
-    if query:
-        matches = Message.objects.filter(conversation=OuterRef("pk"), content__icontains=query)
-        queryset = queryset.filter(Q(title__icontains=query) | Exists(matches))
     if cursor:
         queryset = _after_cursor(queryset, request.user, cursor)
     # An answer being written there (any tab, any process): the sidebar's mark. A generation
@@ -166,8 +161,7 @@ def sidebar_page(request: HttpRequest, cursor: str = "", query: str = "") -> dic
 @require_GET
 @chat_required
 def conversation_list(request: HttpRequest) -> JsonResponse:
-    query = request.GET.get("q", "").strip()[:SEARCH_MAX_CHARS]
-    return JsonResponse(sidebar_page(request, request.GET.get("cursor", ""), query))
+    return JsonResponse(sidebar_page(request, request.GET.get("cursor", "")))
 
 
 # --- the chat page ----------------------------------------------------------------------------
@@ -439,6 +433,9 @@ def home(request: HttpRequest) -> HttpResponse:
 @chat_required
 def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = _get_conversation(request, conversation_id)
+    from .search.views import show_message
+
+    show_message(request, conversation)  # ?m=<message>: a search result's version is shown
     return render(request, "conversations/chat.html", _chat_context(request, conversation))
 
 

@@ -92,10 +92,10 @@ def test_a_search_with_nul_answers(alice_client: tuple[Any, Client]) -> None:
     alice, client = alice_client
     conversation(alice, "Odd \ufffd title")
     conversation(alice, "Plain")
-    response = client.get(reverse("api-conversations"), {"q": "\x00"})
+    response = client.get(reverse("api-search"), {"q": "\x00"})
     assert response.status_code == 200
     # The search looks for what the database holds in its place.
-    assert [item["title"] for item in response.json()["items"]] == ["Odd \ufffd title"]
+    assert [item["title"] for item in response.json()["results"]] == ["Odd \ufffd title"]
 
 
 @pytest.mark.django_db

@@ -104,17 +104,6 @@ def test_the_first_page_is_fast_with_many_conversations(people):
     assert len(queries) <= 6
 
 
-def test_search_finds_titles_and_message_text(people):
-    client, alice, bob = people
-    conversation(alice, "Cooking rice")
-    conversation(alice, "Travel", turns=[("how long to boil RICE noodles?", "", "5 minutes")])
-    conversation(alice, "Physics", turns=[("E=mc2", "", "Energy")])
-    conversation(bob, "Bob's rice", turns=[("rice", "", "rice")])
-    titles = {i["title"] for i in page(client, q="rice")["items"]}
-    assert titles == {"Cooking rice", "Travel"}
-    assert page(client, q="nothing like this")["items"] == []
-
-
 def test_another_users_conversations_never_show(people):
     client, _alice, bob = people
     conversation(bob, "Bob's")

@@ -4,6 +4,7 @@ import { AttachmentTray } from "./attachments.js";
 import { Composer } from "./composer.js";
 import { t } from "./i18n.js";
 import { setupLongText } from "./longtext.js";
+import { setupSearch } from "./search.js";
 import { Settings } from "./settings.js";
 import { setupShare } from "./share.js";
 import { Sidebar } from "./sidebar.js";
@@ -38,6 +39,7 @@ setupShare(config);
 setupShortcuts({ thread, config });
 setupLongText({ config });
 setupState({ socket, thread, sidebar, config });
+setupSearch({ config, thread });
 
 const title = document.getElementById("conv-title");
 const exportButton = document.getElementById("export-btn");

@@ -1,11 +1,11 @@
-// The history sidebar: groups by date, pages in as you scroll, server-side search, and the
-// per-chat menu (rename inline, pin, delete after a confirmation). Live changes come from
-// conversation.created / conversation.updated frames, so every tab shows the same list.
+// The history sidebar: groups by date, pages in as you scroll, and the per-chat menu (rename
+// inline, pin, delete after a confirmation). Live changes come from conversation.created /
+// conversation.updated frames, so every tab shows the same list. Its search box opens the
+// search dialog (search.js).
 import { getJSON, postJSON } from "./api.js";
 import { t } from "./i18n.js";
 import { closePopover, popoverIsOpen, showPopover, toast } from "./ui.js";
 
-const SEARCH_DELAY = 250;
 const DAY = 24 * 60 * 60 * 1000;
 
 export class Sidebar {
@@ -17,15 +17,11 @@ export class Sidebar {
     this.list = document.getElementById("conv-list");
     this.scroller = document.getElementById("conv-scroll");
     this.empty = document.getElementById("conv-empty");
-    this.noResults = document.getElementById("conv-no-results");
-    this.search = document.getElementById("sidebar-search");
     this.menu = document.getElementById("conv-menu");
     this.dialog = document.getElementById("confirm-dialog");
     this.template = document.getElementById("tpl-conv-item");
     this.next = this.list.dataset.next || null;
-    this.query = "";
     this.loading = false;
-    this.generation = 0; // bumps on every new search, so late pages of an old one are dropped
     this.menuItem = null;
     this.monthFormat = new Intl.DateTimeFormat(document.documentElement.lang || undefined, {
       year: "numeric",
@@ -43,18 +39,6 @@ export class Sidebar {
       { root: this.scroller, rootMargin: "200px" },
     );
     this.sentinelObserver.observe(document.getElementById("conv-sentinel"));
-    let timer = null;
-    this.search.addEventListener("input", () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => this.runSearch(this.search.value.trim()), SEARCH_DELAY);
-    });
-    this.search.addEventListener("keydown", (event) => {
-      if (event.key === "Escape" && this.search.value) {
-        event.stopPropagation();
-        this.search.value = "";
-        this.runSearch("");
-      }
-    });
     this.list.addEventListener("click", (event) => {
       const button = event.target.closest(".conv-menu-btn");
       if (!button) return;
@@ -89,7 +73,6 @@ export class Sidebar {
         this.app.classList.add("drawer-open");
         document.getElementById("scrim").hidden = false;
         open.setAttribute("aria-expanded", "true");
-        this.search.focus({ preventScroll: true });
       } else {
         this.app.classList.remove("sidebar-collapsed");
       }
@@ -163,9 +146,7 @@ export class Sidebar {
         previous = key;
       }
     }
-    const count = this.items().length;
-    this.empty.hidden = count > 0 || Boolean(this.query);
-    this.noResults.hidden = count > 0 || !this.query;
+    this.empty.hidden = this.items().length > 0;
   }
 
   /** Put an item where (pinned, updated_at) says, among the loaded ones. */
@@ -184,7 +165,6 @@ export class Sidebar {
   }
 
   upsert(data) {
-    if (this.query) return; // a search result list stays as it is
     let item = this.find(data.id);
     if (!item) item = this.build(data);
     else this.fill(item, data);
@@ -202,15 +182,13 @@ export class Sidebar {
     for (const item of this.items()) this.fill(item, { id: item.dataset.id });
   }
 
-  // --- pages and search -------------------------------------------------------------------
+  // --- pages ------------------------------------------------------------------------------
 
   async loadMore() {
     if (this.loading || !this.next) return;
     this.loading = true;
-    const generation = this.generation;
     try {
-      const page = await getJSON(this.config.urls.conversations, { cursor: this.next, q: this.query });
-      if (generation !== this.generation) return;
+      const page = await getJSON(this.config.urls.conversations, { cursor: this.next });
       this.appendPage(page);
     } catch {
       toast(t("request_failed"), { error: true });
@@ -231,24 +209,6 @@ export class Sidebar {
       const sentinel = document.getElementById("conv-sentinel").getBoundingClientRect();
       if (this.next && sentinel.top < this.scroller.getBoundingClientRect().bottom + 200) this.loadMore();
     });
-  }
-
-  async runSearch(query) {
-    this.query = query;
-    this.generation += 1;
-    const generation = this.generation;
-    this.loading = true;
-    try {
-      const page = await getJSON(this.config.urls.conversations, { q: query });
-      if (generation !== this.generation) return;
-      this.list.replaceChildren();
-      this.appendPage(page);
-      this.scroller.scrollTop = 0;
-    } catch {
-      toast(t("request_failed"), { error: true });
-    } finally {
-      if (generation === this.generation) this.loading = false;
-    }
   }
 
   // --- rename, pin, delete ----------------------------------------------------------------
