@@ -268,6 +268,9 @@ def test_a_deleted_conversation_disappears(people, window):
     client.post(reverse("conversation-delete", args=[conv.uuid]))
     assert titles(client, "ephemeral") == []
     assert titles(client, "temporary") == []
+    # Undo brings it back to the results.
+    client.post(reverse("conversation-restore", args=[conv.uuid]))
+    assert titles(client, "ephemeral") == ["Temporary"]
 
 
 def test_the_jump_shows_the_version_that_holds_the_message(people):

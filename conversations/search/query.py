@@ -269,7 +269,7 @@ def _title_hits(user_id: int, sql: _Sql, position: Position, limit: int) -> list
     after_sql, after_params = _after(position)
     return _hits(
         f"SELECT {COLUMNS} FROM conversations_conversation c "
-        f"WHERE c.owner_id = %s AND {after_sql} AND {title_sql} "
+        f"WHERE c.owner_id = %s AND c.deleted_at IS NULL AND {after_sql} AND {title_sql} "
         "ORDER BY c.updated_at DESC, c.id DESC LIMIT %s",
         [user_id, *after_params, *title_params, limit],
         TITLE,
@@ -282,7 +282,7 @@ def _window_end(user_id: int, position: Position, size: int) -> Position | None:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT c.updated_at, c.id, c.uuid FROM conversations_conversation c "
-            f"WHERE c.owner_id = %s AND {after_sql} "
+            f"WHERE c.owner_id = %s AND c.deleted_at IS NULL AND {after_sql} "
             "ORDER BY c.updated_at DESC, c.id DESC LIMIT 1 OFFSET %s",
             [user_id, *after_params, size - 1],
         )
@@ -314,7 +314,8 @@ def _text_hits(
         wanted = limit - len(found)
         found += _hits(
             f"SELECT {COLUMNS} FROM conversations_conversation c "
-            f"WHERE c.owner_id = %s AND {after_sql} AND {window_sql} AND NOT ({title_sql}) "
+            f"WHERE c.owner_id = %s AND c.deleted_at IS NULL AND {after_sql} AND {window_sql} "
+            f"AND NOT ({title_sql}) "
             "AND EXISTS (SELECT 1 FROM conversations_message m "
             f"WHERE m.conversation_id = c.id AND {message_sql}) "
             "ORDER BY c.updated_at DESC, c.id DESC LIMIT %s",
@@ -345,6 +346,7 @@ def _indexed_hits(user_id: int, sql: _Sql, position: Position, limit: int) -> li
         f"WITH hits AS {materialized}({hits_sql}) "
         f"SELECT {COLUMNS} FROM conversations_conversation c "
         f"WHERE c.id IN (SELECT conversation_id FROM hits) AND c.owner_id = %s "
+        "AND c.deleted_at IS NULL "
         f"AND {after_sql} AND NOT ({title_sql}) "
         "ORDER BY c.updated_at DESC, c.id DESC LIMIT %s",
         [*hits_params, user_id, *after_params, *title_params, limit],
