@@ -114,6 +114,8 @@ class ChatRequest:
     enhanced_reasoning: bool = True  # highest effort level where the model offers levels
     temperature: float | None = None
     max_tokens: int | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None  # sequences that end the answer (the API's `stop`)
 
 
 @dataclass(slots=True)

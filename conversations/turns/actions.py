@@ -263,7 +263,7 @@ async def send_message(
     if await Message.objects.filter(sender=user, client_id=client_id).aexists():
         # (a tab sending again what it is not sure arrived: not "busy" with its own answer)
         raise ClientError("duplicate", _("This message was already sent."))
-    await _check_quota(user)
+    await check_quota(user)
     if conversation is None:
         if parent is not None:
             raise not_found()
@@ -308,7 +308,7 @@ async def _new_version(
         raise ClientError("invalid", _("Only your own messages can be edited."))
     _refuse_while_shutting_down()
     await _throttle(user)
-    await _check_quota(user)
+    await check_quota(user)
     conversation, tree = await sync_to_async(_load_for_turn)(user, message.conversation.uuid)
     if _busy(tree):
         raise ClientError("busy", _("Wait for the answer to finish, or stop it first."))
@@ -417,7 +417,7 @@ async def run_turn(turn: Turn, client_id: str | None = None) -> GenerationRunner
 QUOTAS_IN_USE_KEY = "r1chat:quotas-in-use"
 
 
-async def _check_quota(user: Any) -> None:
+async def check_quota(user: Any) -> None:
     """Refuse before anything is stored once the user's daily token quota is used up."""
     if not await _quotas_in_use():
         return
