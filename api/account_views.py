@@ -46,9 +46,8 @@ def create_key(request: HttpRequest) -> HttpResponse:
                 models=data["models"],
                 record=data["record"],
             )
-            response = render(request, "api/key_created.html", {"key": key, "token": token})
-            response["Cache-Control"] = "no-store"
-            return response
+            # (never_cache: the page with the secret is kept by no cache, the browser's included)
+            return render(request, "api/key_created.html", {"key": key, "token": token})
     status = 400 if form.errors else 200
     return render(request, "api/new_key.html", {"form": form}, status=status)
 
