@@ -31,8 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import relay  # noqa: E402  (bench/relay.py)
-from relay import PYTHON, QUESTION, ROOT, SETTLE_SECONDS, Marks  # noqa: E402
+import relay
+from relay import PYTHON, QUESTION, ROOT, SETTLE_SECONDS, Marks
 
 
 def api_request(port: int, token: str, model: str, max_tokens: int) -> bytes:
@@ -156,22 +156,20 @@ def _run(
     subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     sim_port, app_port = relay.free_port(), relay.free_port()
     writes_file = str(Path(data_dir) / "writes-0.json")
-    servers.append(
-        subprocess.Popen(
-            [PYTHON, "manage.py", "simulate_models", "--port", str(sim_port), "--rate",
-             str(args.rate), "--reasoning-tokens", str(args.reasoning), "--answer-tokens",
-             str(args.answer)],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-    )
-    servers.append(
-        subprocess.Popen(
-            [PYTHON, str(ROOT / "bench" / "relay.py"), "--serve", str(app_port),
-             "--writes-file", writes_file],
-            cwd=ROOT, env=env,
-        )  # fmt: skip
-    )
-    sim, app = servers
+    sim = subprocess.Popen(
+        [PYTHON, "manage.py", "simulate_models", "--port", str(sim_port), "--rate",
+         str(args.rate), "--reasoning-tokens", str(args.reasoning), "--answer-tokens",
+         str(args.answer)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    servers.append(sim)
+    # The server of bench/relay.py: r1chat under Daphne, counting its database writes.
+    app = subprocess.Popen(
+        [PYTHON, str(ROOT / "bench" / "relay.py"), "--serve", str(app_port),
+         "--writes-file", writes_file],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    servers.append(app)
     import django
 
     django.setup()
