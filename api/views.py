@@ -8,6 +8,7 @@ user's question rate and daily token quota, shared with the chat page (429 with 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -244,6 +245,9 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         try:
             async for event in exchange.events():
                 exchange.take(event)
+        except asyncio.CancelledError:  # the client went away: what was used still counts
+            exchange.finish_later("stopped")
+            raise
         except BackendError as exc:
             exchange.error = exc
             await exchange.finish("error")
