@@ -4,6 +4,7 @@ served by Daphne, with the model simulator behind it: streamed and not, reasonin
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -141,3 +142,27 @@ def test_usage_is_recorded_as_api(api_server: Any, alice: Any) -> None:
     assert record.source == "api"
     assert record.model == "deepseek-v4-flash"
     assert record.completion_tokens > 0 and record.reasoning_tokens > 0
+
+
+def test_the_raw_stream_is_server_sent_events_ending_with_done(api_server: Any, alice: Any) -> None:
+    import httpx
+
+    _key, token = key_for(alice)
+    with httpx.stream(
+        "POST",
+        f"{api_server.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"model": "deepseek-v4-flash", "messages": QUESTION, "stream": True},
+        timeout=30,
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert "no-cache" in response.headers["cache-control"]
+        events = [line for line in response.iter_lines() if line]
+    assert all(line.startswith("data: ") for line in events)
+    assert events[-1] == "data: [DONE]"
+    chunks = [json.loads(line[6:]) for line in events[:-1]]
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert len({c["id"] for c in chunks}) == 1
+    assert all("usage" not in c for c in chunks)  # not asked for
+    assert [c["choices"][0]["finish_reason"] for c in chunks].count("stop") == 1
