@@ -83,3 +83,31 @@ def test_a_refused_call_records_nothing(api_server: Any, alice: Any) -> None:
             model="deepseek-v4-flash", messages=MESSAGES, temperature=9
         )
     assert not Conversation.objects.exists()
+
+
+def test_a_client_that_goes_away_stops_the_model_and_keeps_what_it_used(
+    api_server: Any, alice: Any, sim: Any
+) -> None:
+    import httpx
+
+    from conversations.simulator import Scenario
+
+    sim.scenario = Scenario(token_rate=20, reasoning_tokens=200, answer_tokens=200)
+    _key, token = key_for(alice, record=True)
+    with httpx.stream(
+        "POST",
+        f"{api_server.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"model": "deepseek-v4-flash", "messages": MESSAGES, "stream": True},
+        timeout=30,
+    ) as response:
+        lines = response.iter_lines()
+        seen = [next(lines) for _ in range(6)]
+    assert any("reasoning_content" in line for line in seen)
+    gone = sim.wait_for_disconnect(timeout=10)
+    assert gone is not None and gone.path.endswith("/chat/completions")
+    answer = wait_until(lambda: Message.objects.filter(role="assistant", status="stopped").last())
+    assert answer is not None and answer.content == ""
+    record = UsageRecord.objects.get(user=alice)
+    assert record.message_uuid == answer.uuid
+    assert record.completion_tokens > 0 and record.estimated
