@@ -235,6 +235,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         try:
             await upstream.first()
         except BackendError as exc:
+            exchange.error = exc
             await exchange.finish("error")
             return _backend_failure(exc)
         response: HttpResponse = StreamingHttpResponse(
