@@ -20,6 +20,7 @@ __all__ = [
     "API_BACKEND_ID",
     "ApiServer",
     "api_backend",
+    "api_calls_recorded",
     "api_server",
     "client_for",
     "key_for",
@@ -67,6 +68,29 @@ def start_api_server(django_db_blocker: Any, name: str, **extra: str) -> Iterato
         stop(proc, sig=signal.SIGTERM, timeout=5)
         print(f"--- API server log ---\n{log_path.read_text(errors='replace')[-10000:]}")
         log_path.unlink(missing_ok=True)
+        with django_db_blocker.unblock():
+            _server_sessions_gone()
+
+
+def _server_sessions_gone(timeout: float = 10.0) -> None:
+    """Wait until PostgreSQL has closed the stopped server's sessions: the test database is
+    dropped at the end of the run, which fails while another session uses it."""
+    import time
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")
@@ -107,6 +131,36 @@ def api_backend(transactional_db: Any, sim: Any) -> Any:
         no_data_timeout=10,
         total_timeout=60,
     )
+
+
+@pytest.fixture(autouse=True)
+def api_calls_recorded(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that called the server, wait until what it records after a stream has
+    ended (usage, a saved conversation) is in: the database is emptied after each test, and on
+    PostgreSQL that TRUNCATE deadlocks with a write still under way (then the emptying fails
+    and the next test finds this one's rows)."""
+    calls_server = "api_server" in request.fixturenames or "slow_server" in request.fixturenames
+    if calls_server:
+        request.getfixturevalue("transactional_db")  # (emptied after this fixture ends)
+    yield
+    if not calls_server:
+        return
+    import time
+
+    from conversations.models import Message
+    from review.models import UsageRecord
+
+    def rows() -> tuple[int, int]:
+        return UsageRecord.objects.count(), Message.objects.count()
+
+    deadline = time.monotonic() + 5
+    seen = rows()
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = rows()
+        if now == seen:
+            return
+        seen = now
 
 
 def key_for(user: Any, **options: Any) -> tuple[Any, str]:
