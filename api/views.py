@@ -141,17 +141,37 @@ async def models(request: HttpRequest) -> HttpResponse:
         key = await _authenticate(request)
     except ApiError as exc:
         return exc.response()
-    data = [
-        {
-            "id": offer.id,
-            "object": "model",
-            "created": 0,
-            "owned_by": offer.backend.name,
-        }
-        for offer in await offers.offers()
-        if key.allows(offer.ids)
-    ]
+    data = [_model(offer) for offer in await offers.offers() if key.allows(offer.ids)]
     return JsonResponse({"object": "list", "data": data})
+
+
+@never_cache
+async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
+    """`GET /v1/models/<id>`: one model this key may use (`client.models.retrieve`)."""
+    if request.method != "GET":
+        return _method_not_allowed("GET")
+    try:
+        key = await _authenticate(request)
+    except ApiError as exc:
+        return exc.response()
+    offer = offers.find(await offers.offers(), model_id)
+    if offer is None or not key.allows(offer.ids):
+        return _unknown_model(model_id).response()
+    return JsonResponse(_model(offer))
+
+
+def _model(offer: offers.Offer) -> dict[str, Any]:
+    return {"id": offer.id, "object": "model", "created": 0, "owned_by": offer.backend.name}
+
+
+def _unknown_model(model_id: str) -> ApiError:
+    return ApiError(
+        404,
+        _("The model '%(model)s' does not exist. GET /v1/models lists the models you may use.")
+        % {"model": model_id[:100]},
+        param="model",
+        code="model_not_found",
+    )
 
 
 # --- POST /v1/chat/completions ----------------------------------------------------------------
@@ -188,13 +208,7 @@ async def _prepare(request: HttpRequest) -> relay.Exchange:
     offered = await offers.offers()
     offer = offers.find(offered, call.model)
     if offer is None:
-        raise ApiError(
-            404,
-            _("The model '%(model)s' does not exist. GET /v1/models lists the models you may use.")
-            % {"model": call.model[:100]},
-            param="model",
-            code="model_not_found",
-        )
+        raise _unknown_model(call.model)
     if not key.allows(offer.ids):
         raise ApiError(
             403,

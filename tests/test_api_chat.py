@@ -30,6 +30,20 @@ def test_models_lists_the_simulators_models(api_server: Any, alice: Any) -> None
     assert "deepseek-v4-flash" in ids and "deepseek-reasoner" in ids
 
 
+def test_one_model_is_retrieved_by_its_id(api_server: Any, alice: Any) -> None:
+    import openai
+
+    _key, token = key_for(alice, models=["deepseek-chat", "simulator/deepseek-reasoner"])
+    client = client_for(api_server, token)
+    model = client.models.retrieve("deepseek-chat")
+    assert (model.id, model.object, model.owned_by) == ("deepseek-chat", "model", "Simulator")
+    assert client.models.retrieve("simulator/deepseek-reasoner").id == "deepseek-reasoner"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("deepseek-v4-flash")  # outside the key's scope
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-17")
+
+
 def test_a_streamed_answer_carries_reasoning_and_answer(api_server: Any, alice: Any) -> None:
     _key, token = key_for(alice)
     stream = client_for(api_server, token).chat.completions.create(
