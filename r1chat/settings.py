@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "review",
     "sharing",
     "transfer",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -429,6 +430,13 @@ if R1CHAT_REVIEW_ACCESS not in {"superusers", "permission", "nobody"}:
     raise ValueError("R1CHAT_REVIEW_ACCESS must be superusers, permission or nobody")
 # Tokens (prompt + completion) a user may use per day unless the admin sets their own; 0: none.
 R1CHAT_DEFAULT_DAILY_TOKEN_QUOTA = env_int("R1CHAT_DEFAULT_DAILY_TOKEN_QUOTA", 0)
+
+# --- API (OpenAI-compatible, /v1/) -----------------------------------------------------------
+# Seconds a response-cache entry lives (0 turns the cache off); the limits of one request.
+R1CHAT_API_CACHE_SECONDS = env_int("R1CHAT_API_CACHE_SECONDS", 24 * 60 * 60)
+R1CHAT_API_MAX_MESSAGES = env_int("R1CHAT_API_MAX_MESSAGES", 500)
+R1CHAT_API_MAX_CHARS = env_int("R1CHAT_API_MAX_CHARS", 1_000_000)
+R1CHAT_API_MAX_BODY = env_int("R1CHAT_API_MAX_BODY", 2 * 1024 * 1024)
 
 # === Deployment ================================================================================
 # Owned by the team-deployment work (deploy/, r1chat/readiness.py, conversations/shutdown.py);

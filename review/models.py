@@ -137,6 +137,11 @@ class Feedback(models.Model):
 class UsageRecord(models.Model):
     """The tokens of one generation. Kept when its conversation is deleted, so quotas hold."""
 
+    class Source(models.TextChoices):
+        WEB = "web", _("chat page")
+        API = "api", _("API")
+        CACHED = "cached", _("API, from the response cache")
+
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE
     )
@@ -149,6 +154,9 @@ class UsageRecord(models.Model):
     reasoning_tokens = models.PositiveIntegerField(_("reasoning tokens"), default=0)
     # The server reported no usage: completion tokens were estimated from the text's length.
     estimated = models.BooleanField(_("estimated"), default=False)
+    source = models.CharField(
+        _("source"), max_length=8, choices=Source.choices, default=Source.WEB, db_index=True
+    )
     created_at = models.DateTimeField(_("created"), default=timezone.now)
 
     class Meta:

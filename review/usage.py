@@ -65,6 +65,7 @@ def record_usage(message: Any, user_id: int | None = None) -> UsageRecord | None
             "completion_tokens": completion,
             "reasoning_tokens": reasoning,
             "estimated": estimated,
+            "source": getattr(message, "source", None) or UsageRecord.Source.WEB,
         },
     )
     return record
@@ -127,3 +128,54 @@ def usage_rows(
         )
         for row in grouped
     ]
+
+
+@dataclass
+class SourceRow:
+    source: str
+    label: str
+    prompt_tokens: int
+    completion_tokens: int
+    messages: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def usage_by_source(
+    start: dt.date, end: dt.date, *, user_id: int | None = None, model: str = ""
+) -> list[SourceRow]:
+    """Tokens and calls per source (chat page, API, API from the response cache)."""
+    query = Q(day__gte=start, day__lte=end)
+    if user_id:
+        query &= Q(user_id=user_id)
+    if model:
+        query &= Q(model=model)
+    grouped = {
+        row["source"]: row
+        for row in UsageRecord.objects.filter(query)
+        .values("source")
+        .annotate(
+            prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"), messages=Count("id")
+        )
+        .order_by()
+    }
+    return [
+        SourceRow(
+            source=source,
+            label=str(label),
+            prompt_tokens=grouped[source]["prompt"] or 0,
+            completion_tokens=grouped[source]["completion"] or 0,
+            messages=grouped[source]["messages"],
+        )
+        for source, label in UsageRecord.Source.choices
+        if source in grouped
+    ]
+
+
+def cache_hit_ratio(rows: list[SourceRow]) -> float | None:
+    """The share of API calls answered from the response cache (None without API calls)."""
+    calls = {row.source: row.messages for row in rows}
+    api = calls.get(UsageRecord.Source.API, 0) + calls.get(UsageRecord.Source.CACHED, 0)
+    return calls.get(UsageRecord.Source.CACHED, 0) / api if api else None

@@ -25,7 +25,7 @@ from .chart import usage_chart
 from .display import export_json, export_markdown, review_thread
 from .forms import FeedbackForm, UsageFilterForm
 from .models import Feedback, ReviewAudit
-from .usage import usage_rows
+from .usage import cache_hit_ratio, usage_by_source, usage_rows
 
 MAX_FEEDBACK_BODY = 4096
 MAX_USAGE_TABLE_ROWS = 500
@@ -114,9 +114,20 @@ def usage_report(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
             ((name, *v, v[0] + v[1]) for name, v in per_model.items()), key=lambda i: -i[-1]
         ),
         "chart": usage_chart(rows, data["start"], data["end"], data["by"]) if data else None,
+        **_sources(data),
         "csv_query": request.GET.urlencode(),
     }
     return render(request, "admin/review/usage.html", context)
+
+
+def _sources(data: dict[str, Any]) -> dict[str, Any]:
+    """Usage per source (chat page, API, response cache) and the cache's hit ratio."""
+    if not data:
+        return {"per_source": [], "cache_hit_ratio": None}
+    rows = usage_by_source(
+        data["start"], data["end"], user_id=data.get("user"), model=data["model"]
+    )
+    return {"per_source": rows, "cache_hit_ratio": cache_hit_ratio(rows)}
 
 
 def _csv_cell(value: Any) -> Any:

@@ -119,6 +119,8 @@ class ChatRequest:
     # model continues it ("Continue generating"). DeepSeek marks it `prefix: true` on its beta
     # endpoint; other servers continue a trailing assistant message or answer after it.
     continue_answer: bool = False
+    top_p: float | None = None
+    stop: list[str] | None = None  # sequences that end the answer (the API's `stop`)
 
 
 @dataclass(slots=True)

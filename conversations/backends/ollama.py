@@ -231,6 +231,10 @@ class OllamaBackend(HTTPBackend):
             options["temperature"] = request.temperature
         if request.max_tokens is not None:
             options["num_predict"] = request.max_tokens
+        if request.top_p is not None:
+            options["top_p"] = request.top_p
+        if request.stop:
+            options["stop"] = list(request.stop)
         body: dict[str, Any] = {
             "model": request.model,
             # (Ollama takes a user turn's images as a list of base64 strings)

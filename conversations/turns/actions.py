@@ -279,7 +279,7 @@ async def send_message(
     if await Message.objects.filter(sender=user, client_id=client_id).aexists():
         # (a tab sending again what it is not sure arrived: not "busy" with its own answer)
         raise ClientError("duplicate", _("This message was already sent."))
-    await _check_quota(user)
+    await check_quota(user)
     attached = await files.for_send(user, attachments or [])
     if conversation is None:
         if parent is not None:
@@ -335,7 +335,7 @@ async def _new_version(
         raise ClientError("invalid", _("Only your own messages can be edited."))
     _refuse_while_shutting_down()
     await _throttle(user)
-    await _check_quota(user)
+    await check_quota(user)
     conversation, tree = await sync_to_async(_load_for_turn)(user, message.conversation.uuid)
     if _busy(tree):
         raise ClientError("busy", _("Wait for the answer to finish, or stop it first."))
@@ -499,7 +499,7 @@ async def continue_generation(user: Any, message_uuid: uuid.UUID) -> GenerationR
         raise ClientError("invalid", _("This answer cannot be continued."))
     _refuse_while_shutting_down()
     await _throttle(user)
-    await _check_quota(user)
+    await check_quota(user)
     conversation, tree = await sync_to_async(_load_for_turn)(user, message.conversation.uuid)
     message.conversation = conversation  # (every field loaded: the tree's rows are partial)
     history = await sync_to_async(_reopen)(message, tree)
@@ -551,7 +551,7 @@ async def run_turn(turn: Turn, client_id: str | None = None) -> GenerationRunner
 QUOTAS_IN_USE_KEY = "r1chat:quotas-in-use"
 
 
-async def _check_quota(user: Any) -> None:
+async def check_quota(user: Any) -> None:
     """Refuse before anything is stored once the user's daily token quota is used up."""
     if not await _quotas_in_use():
         return
