@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from django.db import transaction
 from django.utils import timezone
@@ -11,8 +11,27 @@ from conversations.models import Conversation, Message
 from conversations.rendering import render_markdown
 from conversations.turns.actions import initial_title
 
-if TYPE_CHECKING:
-    from .relay import Exchange
+from .offers import Offer
+from .parsing import ChatCall
+
+
+class Exchange(Protocol):
+    """What a saved call reads of the relay's exchange (api.relay.Exchange)."""
+
+    user_id: int
+    offer: Offer
+    call: ChatCall
+    started_at: Any
+    reasoning: list[str]
+    answer: list[str]
+    usage: dict[str, Any]
+    finish_reason: str
+    reasoning_unterminated: bool
+    reasoning_started_at: Any
+    answer_started_at: Any
+    status: str
+    error: Exception | None
+
 
 STATUSES = {
     "complete": Message.Status.COMPLETE,

@@ -13,9 +13,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from ..guards import chat_required
 from ..models import Conversation, Message
 from ..turns.threads import Tree, thread_messages
-from ..views import chat_required
 from . import query, snippets
 
 TRUE = {"1", "true", "on", "yes"}
