@@ -58,6 +58,6 @@ def test_the_keys_section_in_chinese(
     section = page.locator("#section-api-keys")
     assert "API 密钥" in section.locator("h2").inner_text()
     assert "创建密钥" in section.locator("#api-key-submit").inner_text()
-    assert "吊销" in section.locator(".api-key-revoke").inner_text()
+    assert "撤销" in section.locator(".api-key-revoke").inner_text()
     section.scroll_into_view_if_needed()
     screenshot(page, "api-keys-zh")
