@@ -124,6 +124,9 @@ async def test_malformed_frames_get_an_error_frame_and_the_socket_stays_usable(
     await tab.close()
 
 
+LOGGED_BY_THE_APP = {"conversations", "r1chat", "accounts", "django", "channels", "daphne"}
+
+
 @pytest.mark.parametrize(
     "text",
     ['{"type": []}', '{"type": {}}', '{"type": 1}', "[]", '"send"', "null", '{"type": null}'],
@@ -133,7 +136,9 @@ async def test_a_frame_whose_type_is_not_a_string_is_an_error(unthrottled, caplo
     tab = await Tab.open(user)
     await tab.ws.send_to(text_data=text)
     assert (await tab.recv())["code"] == "invalid"
-    assert not caplog.records
+    # Nothing logged by the app or the servers under it. (asyncio's "Unclosed client session"
+    # of a model-server client an earlier test left to the garbage collector may land here.)
+    assert not [r for r in caplog.records if r.name.split(".")[0] in LOGGED_BY_THE_APP]
     await tab.close()
 
 
