@@ -20,6 +20,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: Path(str(item.path)).is_relative_to(browser))
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """Close any PostgreSQL connection pool opened before the test database exists.
+
+    Django keeps one pool per alias and makes it on first use (a request's start asks it, test
+    database or not); create_test_db then renames the database but keeps that pool, so the
+    migrations and every later query would go to the database named by DATABASE_URL while the
+    live-server processes use the empty test database (found in random order, seed 3686172865).
+    pytest-django runs this just before it creates the test database.
+    """
+    from django.db import connections
+
+    for connection in connections.all():
+        if connection.vendor == "postgresql":
+            connection.close_pool()
+
+
 @pytest.fixture(autouse=True)
 def _clear_cache() -> None:
     from django.core.cache import cache
