@@ -98,15 +98,21 @@ class UsageRow:
         return self.prompt_tokens + self.completion_tokens
 
 
-def usage_rows(
-    start: dt.date, end: dt.date, *, user_id: int | None = None, model: str = ""
-) -> list[UsageRow]:
-    """Tokens per day, user, backend and model between `start` and `end` (inclusive)."""
+def _period(start: dt.date, end: dt.date, *, user_id: int | None, model: str) -> Q:
+    """The usage records between `start` and `end` (inclusive), of one user and model if given."""
     query = Q(day__gte=start, day__lte=end)
     if user_id:
         query &= Q(user_id=user_id)
     if model:
         query &= Q(model=model)
+    return query
+
+
+def usage_rows(
+    start: dt.date, end: dt.date, *, user_id: int | None = None, model: str = ""
+) -> list[UsageRow]:
+    """Tokens per day, user, backend and model between `start` and `end` (inclusive)."""
+    query = _period(start, end, user_id=user_id, model=model)
     grouped = (
         UsageRecord.objects.filter(query)
         .values("day", "user_id", "user__username", "backend_name", "model")
@@ -147,11 +153,7 @@ def usage_by_source(
     start: dt.date, end: dt.date, *, user_id: int | None = None, model: str = ""
 ) -> list[SourceRow]:
     """Tokens and calls per source (chat page, API, API from the response cache)."""
-    query = Q(day__gte=start, day__lte=end)
-    if user_id:
-        query &= Q(user_id=user_id)
-    if model:
-        query &= Q(model=model)
+    query = _period(start, end, user_id=user_id, model=model)
     grouped = {
         row["source"]: row
         for row in UsageRecord.objects.filter(query)
