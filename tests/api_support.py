@@ -24,7 +24,6 @@ __all__ = [
     "api_server",
     "client_for",
     "key_for",
-    "sim",
 ]
 
 # The same primary key in every test: the server process keeps the enabled backends in memory
@@ -105,13 +104,6 @@ def api_server(django_db_setup: Any, django_db_blocker: Any) -> Iterator[ApiServ
         R1CHAT_SEND_RATE_PER_MINUTE="100000",
         R1CHAT_DEFAULT_DAILY_TOKEN_QUOTA="1000000000",
     )
-
-
-@pytest.fixture
-def sim(simulator: Any) -> Iterator[Any]:
-    simulator.reset()
-    yield simulator
-    simulator.reset()
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,14 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
     for connection in connections.all():
         if connection.vendor == "postgresql":
             connection.close_pool()
+
+
+@pytest.fixture
+def sim(simulator: Any) -> Iterator[Any]:
+    """The session's simulator, with its scenario and recorded requests reset around a test."""
+    simulator.reset()
+    yield simulator
+    simulator.reset()
 
 
 @pytest.fixture(autouse=True)

@@ -94,13 +94,6 @@ async def orm_thread_closes_its_connection():
 
 
 @pytest.fixture
-def sim(simulator):
-    simulator.reset()
-    yield simulator
-    simulator.reset()
-
-
-@pytest.fixture
 def alice() -> Any:
     # Alice attaches files; Bob may use none of them.
     return make_user("alice")

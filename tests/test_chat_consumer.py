@@ -35,13 +35,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def sim(simulator):
-    simulator.reset()
-    yield simulator
-    simulator.reset()
-
-
-@pytest.fixture
 async def alice(sim):
     # Alice owns the conversations; Bob may see none of them.
     user = await sync_to_async(make_user)("alice")

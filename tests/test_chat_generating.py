@@ -32,13 +32,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def sim(simulator):
-    simulator.reset()
-    yield simulator
-    simulator.reset()
-
-
-@pytest.fixture
 async def people(sim):
     # Alice chats in two tabs; Bob, another user, hears nothing of it.
     alice = await sync_to_async(make_user)("alice")

@@ -58,13 +58,6 @@ FAST_RECOVERY = {
 # --- fixtures ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def sim(simulator: Any) -> Iterator[Any]:
-    simulator.reset()
-    yield simulator
-    simulator.reset()
-
-
 @pytest.fixture(autouse=True)
 async def _close_thread_connections() -> AsyncIterator[None]:
     yield
